@@ -1,0 +1,1 @@
+"""leadflow platform: what every leadflow service shares."""

@@ -1,0 +1,236 @@
+"""`leadflow up`: the whole suite on one machine, stopped cleanly with Ctrl-C.
+
+1. PostgreSQL and nats-server: the ones LEADFLOW_DATABASE_URL / LEADFLOW_NATS_URL name, or
+   embedded ones (from their PyPI wheels) on free ports under the data directory.
+2. Every schema's migrations and every producer's stream.
+3. Each installed service in its own process (`leadflow serve <name>`), then a wait for its
+   health check to answer SERVING.
+4. A table of what listens where; `<data dir>/stack.json` for other commands.
+5. On Ctrl-C or SIGTERM: services stopped (SIGTERM, then SIGKILL after the grace period),
+   then nats-server, then PostgreSQL. Services run in their own sessions, so a terminal's
+   Ctrl-C reaches only this process and the order above holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from leadflow_platform.cli.stack import StackFile
+from leadflow_platform.embedded import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    die_with_parent,
+    free_port,
+)
+from leadflow_platform.grpc.client import health_status
+from leadflow_platform.logging import configure_logging
+from leadflow_platform.provision import provision_all
+from leadflow_platform.service import SUITE, ServiceSpec, discover_services
+from leadflow_platform.settings import Settings
+
+console = Console(stderr=True)
+HEALTH_TIMEOUT_SECONDS = 90.0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    up = subparsers.add_parser("up", help="start the whole suite (embedded servers if needed)")
+    up.add_argument("--host", default="127.0.0.1", help="address services bind to")
+    up.add_argument("--only", action="append", metavar="SERVICE", help="start only these services")
+    up.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()  # not resolved against stack.json: we are the stack
+    configure_logging(level=settings.log_level, fmt=settings.log_format, service="up")
+    data_dir = Path(settings.data_dir).resolve()
+    running = StackFile.read(data_dir)
+    if running is not None:
+        console.print(f"[red]leadflow is already running (pid {running.pid}) for {data_dir}")
+        return 1
+    stale = StackFile.load(data_dir)
+    if stale is not None and stale.stop_leftovers():
+        console.print("stopped processes left by an earlier run that was killed")
+        time.sleep(1)
+    services = discover_services()
+    if args.only:
+        unknown = set(args.only) - set(services)
+        if unknown:
+            console.print(f"[red]not installed: {', '.join(sorted(unknown))}")
+            return 2
+        services = {n: s for n, s in services.items() if n in args.only}
+
+    stopping = _StopSignal()
+    postgres = nats = None
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        database_url, nats_url = settings.database_url, settings.nats_url
+        if not database_url:
+            console.print("starting PostgreSQL (embedded)...")
+            postgres = EmbeddedPostgres(data_dir).start()
+            database_url = postgres.url
+        if not nats_url:
+            console.print("starting nats-server with JetStream (embedded)...")
+            nats = EmbeddedNats(data_dir).start(tied_to_parent=True)
+            nats_url = nats.url
+        stack_settings = settings.with_overrides(database_url=database_url, nats_url=nats_url)
+        console.print("applying migrations and provisioning streams...")
+        asyncio.run(provision_all(stack_settings, list(services.values())))
+
+        addresses = {name: f"{args.host}:{_port_for(spec, args.host)}" for name, spec in
+                     services.items()}  # fmt: skip
+        for name, spec in services.items():
+            processes[name] = _spawn(spec, stack_settings, addresses[name], data_dir)
+        children = [p.pid for p in processes.values()]
+        if nats is not None and nats.process is not None:
+            children.append(nats.process.pid)
+        StackFile(os.getpid(), database_url, nats_url, addresses, children).write(data_dir)
+        statuses = asyncio.run(_wait_healthy(addresses, processes, stopping))
+        _print_table(database_url, nats_url, addresses, statuses, postgres, nats)
+        if any(status != "SERVING" for status in statuses.values()):
+            console.print("[red]not every service became healthy; stopping")
+            return 1
+        console.print("[bold]leadflow is up.[/bold] Ctrl-C stops everything.")
+        _wait_until_stopped(processes, stopping)
+        return 0 if stopping.requested else 1
+    finally:
+        _stop_processes(processes, settings.shutdown_grace_seconds)
+        if nats is not None:
+            nats.stop()
+        if postgres is not None:
+            postgres.stop()
+        with contextlib.suppress(OSError):
+            StackFile.path(data_dir).unlink()
+        console.print("stopped.")
+
+
+class _StopSignal:
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, *_: object) -> None:
+        self.requested = True
+
+
+def _port_for(spec: ServiceSpec, host: str) -> int:
+    """The service's conventional port when it is free, else any free port."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, spec.default_port))
+        except OSError:
+            return free_port(host)
+    return spec.default_port
+
+
+def _spawn(
+    spec: ServiceSpec, settings: Settings, address: str, data_dir: Path
+) -> subprocess.Popen[bytes]:
+    host, port = address.rsplit(":", 1)
+    env = {
+        **os.environ,
+        "LEADFLOW_DATABASE_URL": settings.database_url,
+        "LEADFLOW_NATS_URL": settings.nats_url,
+        "LEADFLOW_GRPC_HOST": host,
+        "LEADFLOW_GRPC_PORT": port,
+        "LEADFLOW_DATA_DIR": str(data_dir),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "leadflow_platform.cli", "serve", spec.name],
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
+
+
+async def _wait_healthy(
+    addresses: dict[str, str],
+    processes: dict[str, subprocess.Popen[bytes]],
+    stopping: _StopSignal,
+) -> dict[str, str]:
+    statuses = dict.fromkeys(addresses, "STARTING")
+    deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and not stopping.requested:
+        for name, address in addresses.items():
+            if statuses[name] == "SERVING":
+                continue
+            if processes[name].poll() is not None:
+                statuses[name] = f"EXITED ({processes[name].returncode})"
+                continue
+            statuses[name] = await health_status(address)
+        if all(s == "SERVING" or s.startswith("EXITED") for s in statuses.values()):
+            break
+        await asyncio.sleep(0.2)
+    return statuses
+
+
+def _print_table(
+    database_url: str,
+    nats_url: str,
+    addresses: dict[str, str],
+    statuses: dict[str, str],
+    postgres: EmbeddedPostgres | None,
+    nats: EmbeddedNats | None,
+) -> None:
+    table = Table("component", "listens on", "status", title="leadflow")
+    table.add_row(
+        "postgresql", _redact(database_url), "embedded" if postgres else "external", style="dim"
+    )
+    table.add_row("nats (jetstream)", nats_url, "embedded" if nats else "external", style="dim")
+    for name in SUITE:
+        if name in addresses:
+            status = statuses.get(name, "?")
+            colour = "green" if status == "SERVING" else "red"
+            table.add_row(name, addresses[name], f"[{colour}]{status}[/{colour}]")
+        else:
+            table.add_row(name, "", "[yellow]not built yet[/yellow]")
+    for name in addresses:
+        if name not in SUITE:
+            table.add_row(name, addresses[name], statuses.get(name, "?"))
+    Console().print(table)
+
+
+def _redact(url: str) -> str:
+    if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
+        scheme, rest = url.split("//", 1)
+        user = rest.split(":", 1)[0]
+        return f"{scheme}//{user}:***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _wait_until_stopped(
+    processes: dict[str, subprocess.Popen[bytes]], stopping: _StopSignal
+) -> None:
+    while not stopping.requested:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                console.print(f"[red]{name} exited with code {process.returncode}; stopping")
+                return
+        time.sleep(0.2)
+
+
+def _stop_processes(processes: dict[str, subprocess.Popen[bytes]], grace: float) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace + 5
+    for name, process in processes.items():
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            console.print(f"[yellow]{name} did not stop in time; killing it")
+            process.kill()
+            process.wait(5)

@@ -1,0 +1,300 @@
+"""Durable pull consumers: each message applied once, acked after commit, poison set aside.
+
+For every message the wrapper
+- continues the producer's trace (a CONSUMER span whose parent is the publish span) and binds
+  the log context (subject, stream sequence, delivery count, message id, tenant);
+- opens a transaction, records the message id in the consumer's inbox and runs the handler
+  on the same connection: a redelivered message finds its id and is only acknowledged;
+- acknowledges after the commit, never before;
+- on `PoisonMessage` (undecodable, or a handler that says it can never succeed) writes the
+  message to the dead-letter table with the reason and terminates it;
+- on any other error negatively acknowledges with a growing delay, and on the last allowed
+  delivery dead-letters it instead.
+A message whose last delivery dies with its process (no code left to dead-letter it) is
+caught from JetStream's MAX_DELIVERIES advisory and dead-lettered from the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import asyncpg
+import structlog
+from google.protobuf.message import DecodeError, Message
+from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import FetchTimeoutError
+from opentelemetry import trace
+
+from leadflow_platform.logging import get_logger
+from leadflow_platform.nats import headers as h
+from leadflow_platform.nats.bus import Bus
+from leadflow_platform.nats.registry import UnknownSubject, message_type
+from leadflow_platform.telemetry import tracer
+
+log = get_logger(__name__)
+
+
+class PoisonMessage(Exception):
+    """This message can never be applied; dead-letter it now instead of retrying."""
+
+
+class RetryLater(Exception):
+    """Not now (a dependency is missing or busy); retry after the backoff delay."""
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer: `<consumer>-<stream>-<purpose>` by convention."""
+
+    durable: str
+    stream: str
+    filter_subjects: tuple[str, ...]
+    max_deliver: int = 5
+    backoff_seconds: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0)
+    ack_wait_seconds: float = 30.0
+    batch_size: int = 100
+    fetch_timeout_seconds: float = 1.0
+    max_ack_pending: int = 10_000
+
+    def delay_after(self, deliveries: int) -> float:
+        index = min(max(deliveries, 1), len(self.backoff_seconds)) - 1
+        return self.backoff_seconds[index]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message as a handler sees it."""
+
+    subject: str
+    message: Message
+    message_id: str
+    tenant_id: str
+    stream_sequence: int
+    deliveries: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[asyncpg.Connection, Delivery], Awaitable[None]]
+
+
+class Consumer:
+    def __init__(self, spec: ConsumerSpec, handler: Handler, *, pool: asyncpg.Pool, bus: Bus):
+        self.spec = spec
+        self._handler = handler
+        self._pool = pool
+        self._bus = bus
+        self._wire_name = bus.consumer_name(spec.durable)
+        self.applied = 0  # messages this process applied (for tests and metrics)
+
+    async def provision(self) -> None:
+        await self._bus.ensure_consumer(
+            stream=self.spec.stream,
+            durable=self.spec.durable,
+            filter_subjects=self.spec.filter_subjects,
+            max_deliver=self.spec.max_deliver,
+            ack_wait_seconds=self.spec.ack_wait_seconds,
+            max_ack_pending=self.spec.max_ack_pending,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Pull and process until `stop` is set; the message in hand is always finished."""
+        stream = self._bus.stream_name(self.spec.stream)
+        sub = await self._bus.js.pull_subscribe_bind(
+            durable=self._wire_name, stream=stream, name=self._wire_name
+        )
+        advisory = await self._bus.nc.subscribe(
+            f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{self._wire_name}",
+            queue=f"{self._wire_name}-advisories",
+            cb=self._on_max_deliveries,
+        )
+        try:
+            while not stop.is_set():
+                try:
+                    messages = await sub.fetch(
+                        self.spec.batch_size, timeout=self.spec.fetch_timeout_seconds
+                    )
+                except (FetchTimeoutError, NatsTimeoutError, TimeoutError):
+                    continue
+                except ConnectionClosedError:
+                    if stop.is_set():
+                        break
+                    raise
+                for index, msg in enumerate(messages):
+                    if stop.is_set():
+                        # Hand the rest back now rather than after ack_wait.
+                        for rest in messages[index:]:
+                            with contextlib.suppress(Exception):
+                                await rest.nak()
+                        break
+                    await self.process(msg)
+        finally:
+            with contextlib.suppress(Exception):
+                await advisory.unsubscribe()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def process(self, msg: Msg) -> None:
+        headers = dict(msg.headers or {})
+        meta = msg.metadata
+        subject = self._bus.logical_subject(msg.subject)
+        message_id = headers.get(h.MSG_ID) or f"{self.spec.stream}:{meta.sequence.stream}"
+        tenant_id = headers.get(h.TENANT, "")
+        deliveries = meta.num_delivered
+        with (
+            tracer().start_as_current_span(
+                f"{subject} process",
+                context=h.context_from(headers),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.destination.name": subject,
+                    "messaging.message.id": message_id,
+                    "messaging.consumer.group.name": self.spec.durable,
+                    "messaging.nats.stream_sequence": meta.sequence.stream,
+                    "messaging.nats.delivery_count": deliveries,
+                },
+            ) as span,
+            structlog.contextvars.bound_contextvars(
+                consumer=self.spec.durable,
+                subject=subject,
+                stream_sequence=meta.sequence.stream,
+                deliveries=deliveries,
+                message_id=message_id,
+                tenant_id=tenant_id,
+            ),
+        ):
+            try:
+                delivery = Delivery(
+                    subject=subject,
+                    message=_decode(subject, msg.data),
+                    message_id=message_id,
+                    tenant_id=tenant_id,
+                    stream_sequence=meta.sequence.stream,
+                    deliveries=deliveries,
+                    headers=headers,
+                )
+                applied = await self._apply(delivery)
+            except PoisonMessage as exc:
+                span.record_exception(exc)
+                await self._dead_letter(msg, subject, message_id, tenant_id, str(exc))
+                return
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+                if deliveries >= self.spec.max_deliver:
+                    reason = f"failed {deliveries} deliveries; last error: {exc!r}"
+                    await self._dead_letter(msg, subject, message_id, tenant_id, reason)
+                else:
+                    delay = self.spec.delay_after(deliveries)
+                    log.warning("message_retry", error=repr(exc), retry_in=delay)
+                    await msg.nak(delay=delay)
+                return
+            await msg.ack()
+            if applied:
+                self.applied += 1
+
+    async def _apply(self, delivery: Delivery) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            first_time = await conn.fetchval(
+                "INSERT INTO inbox (consumer, message_id, stream_sequence) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                self.spec.durable,
+                delivery.message_id,
+                delivery.stream_sequence,
+            )
+            if not first_time:
+                log.debug("message_already_applied")
+                return False
+            await self._handler(conn, delivery)
+        return True
+
+    async def _dead_letter(
+        self, msg: Msg, subject: str, message_id: str, tenant_id: str, reason: str
+    ) -> None:
+        meta = msg.metadata
+        recorded = await self._record_dead_letter(
+            stream_sequence=meta.sequence.stream,
+            subject=subject,
+            message_id=message_id,
+            tenant_id=tenant_id,
+            headers=dict(msg.headers or {}),
+            payload=msg.data,
+            reason=reason,
+            deliveries=meta.num_delivered,
+        )
+        if recorded:
+            log.error("message_dead_lettered", reason=reason)
+        await msg.term()
+
+    async def _record_dead_letter(self, **row: object) -> bool:
+        """Claim the message in the inbox, then record it as dead. When the claim finds the
+        message already applied (a slow delivery that outlived its ack wait committed after
+        all), nothing is recorded: applied and dead-lettered never both hold."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            claimed = await conn.fetchval(
+                "INSERT INTO inbox (consumer, message_id, stream_sequence) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                self.spec.durable,
+                row["message_id"],
+                row["stream_sequence"],
+            )
+            if not claimed:
+                return False
+            await conn.execute(
+                "INSERT INTO dead_letters (consumer, stream, stream_sequence, subject, message_id,"
+                " tenant_id, headers, payload, reason, deliveries)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                " ON CONFLICT (consumer, stream_sequence) DO NOTHING",
+                self.spec.durable,
+                self.spec.stream,
+                row["stream_sequence"],
+                row["subject"],
+                row["message_id"],
+                row["tenant_id"],
+                row["headers"],
+                row["payload"],
+                row["reason"],
+                row["deliveries"],
+            )
+        return True
+
+    async def _on_max_deliveries(self, advisory: Msg) -> None:
+        """The last delivery was never acknowledged (its process died): dead-letter it."""
+        try:
+            body = json.loads(advisory.data)
+            sequence = int(body["stream_seq"])
+            stored = await self._bus.js.get_msg(self._bus.stream_name(self.spec.stream), sequence)
+            headers = dict(stored.headers or {})
+            message_id = headers.get(h.MSG_ID) or f"{self.spec.stream}:{sequence}"
+            recorded = await self._record_dead_letter(
+                stream_sequence=sequence,
+                subject=self._bus.logical_subject(stored.subject or ""),
+                message_id=message_id,
+                tenant_id=headers.get(h.TENANT, ""),
+                headers=headers,
+                payload=stored.data or b"",
+                reason=f"no acknowledgement after {body.get('deliveries')} deliveries",
+                deliveries=int(body.get("deliveries", self.spec.max_deliver)),
+            )
+            if recorded:
+                log.error("message_dead_lettered", stream_sequence=sequence, source="advisory")
+        except Exception as exc:  # an advisory handler must never take the consumer down
+            log.warning("max_deliveries_advisory_failed", error=repr(exc))
+
+
+def _decode(subject: str, data: bytes) -> Message:
+    try:
+        cls = message_type(subject)
+    except UnknownSubject as exc:
+        raise PoisonMessage(str(exc)) from None
+    try:
+        message = cls.FromString(data)
+    except DecodeError as exc:
+        raise PoisonMessage(f"payload is not a valid {cls.DESCRIPTOR.full_name}: {exc}") from None
+    return message

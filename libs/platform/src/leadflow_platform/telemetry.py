@@ -1,0 +1,77 @@
+"""OpenTelemetry tracing, set up explicitly (no auto-instrumentation agent).
+
+A process calls `configure_tracing` once from its `__main__`. Spans are exported over OTLP/gRPC
+when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; the
+exporter reads the rest of the standard `OTEL_*` variables itself. asyncpg is instrumented
+here; the gRPC server and client interceptors come from `grpc_tracing_interceptors`.
+Trace context crosses NATS in W3C `traceparent` headers (see leadflow_platform.nats).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+_provider: TracerProvider | None = None
+TRACER_NAME = "leadflow"
+
+
+def configure_tracing(
+    service: str, *, enabled: bool = True, processors: Iterable[SpanProcessor] = ()
+) -> TracerProvider:
+    """Install the process's tracer provider. Later calls return the first provider and add
+    the given processors to it (tests attach an in-memory exporter this way)."""
+    global _provider
+    if _provider is None:
+        resource = Resource.create(
+            {"service.name": f"leadflow-{service}", "service.namespace": "leadflow"}
+        )
+        _provider = TracerProvider(resource=resource)
+        if enabled and _otlp_endpoint_configured():
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(_provider)
+        if enabled:
+            AsyncPGInstrumentor().instrument(tracer_provider=_provider)
+    for processor in processors:
+        _provider.add_span_processor(processor)
+    return _provider
+
+
+def _otlp_endpoint_configured() -> bool:
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+def shutdown_tracing() -> None:
+    """Flush what is buffered and stop exporting. Last step of a shutdown."""
+    if _provider is not None:
+        _provider.force_flush(timeout_millis=5_000)
+        _provider.shutdown()
+
+
+def grpc_server_interceptor():
+    """The OpenTelemetry gRPC aio server interceptor, bound to our provider."""
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    return aio_server_interceptor(tracer_provider=_provider)
+
+
+def grpc_client_interceptors() -> list:
+    """Interceptors for grpc.aio channels leadflow opens (CLI, tests, service-to-service)."""
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return list(aio_client_interceptors(tracer_provider=_provider))
