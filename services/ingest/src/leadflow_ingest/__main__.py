@@ -1,0 +1,6 @@
+import sys
+
+from leadflow_ingest.app import SPEC
+from leadflow_platform.main import run_service
+
+sys.exit(run_service(SPEC))

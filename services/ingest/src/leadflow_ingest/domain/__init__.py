@@ -1,0 +1,1 @@
+"""Pure ingest logic: no grpc, nats, asyncpg or protobuf imports."""

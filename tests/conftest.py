@@ -1,0 +1,131 @@
+"""Fixtures shared by every test kind.
+
+Integration tests run against a real PostgreSQL and a real NATS JetStream: the ones
+LEADFLOW_TEST_DATABASE_URL (an admin URL on which tests may create databases) and
+LEADFLOW_TEST_NATS_URL name, or else embedded ones from the PyPI wheels, started once per
+session on free ports in a temporary directory and stopped at the end. Nothing is skipped:
+when a server cannot be started, the tests that need it fail.
+
+Isolation: each test gets a database of its own and a bus namespace of its own (streams,
+subjects and consumers prefixed), both removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+SUPPORT = Path(__file__).parent / "support"
+sys.path.insert(0, str(SUPPORT))
+
+from leadflow_platform.embedded import EmbeddedNats, EmbeddedPostgres  # noqa: E402
+from leadflow_platform.logging import configure_logging  # noqa: E402
+from leadflow_platform.settings import Settings  # noqa: E402
+from leadflow_platform.telemetry import configure_tracing  # noqa: E402
+
+_SPANS = InMemorySpanExporter()
+configure_logging(level="info", fmt="json")
+configure_tracing("tests", processors=[SimpleSpanProcessor(_SPANS)])
+
+
+@dataclass(frozen=True)
+class Infra:
+    admin_url: str
+    nats_url: str
+    embedded: bool
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    database_url = os.environ.get("LEADFLOW_TEST_DATABASE_URL", "")
+    nats_url = os.environ.get("LEADFLOW_TEST_NATS_URL", "")
+    root = tmp_path_factory.mktemp("stack")
+    postgres = nats = None
+    try:
+        if not database_url:
+            postgres = EmbeddedPostgres(root, durable=False).start()
+            database_url = postgres.admin_url
+        if not nats_url:
+            nats = EmbeddedNats(root).start()
+            nats_url = nats.url
+        yield Infra(database_url, nats_url, embedded=postgres is not None or nats is not None)
+    finally:
+        if nats is not None:
+            nats.stop()
+        if postgres is not None:
+            postgres.stop()
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture
+async def database_url(infra: Infra) -> AsyncIterator[str]:
+    """A fresh, empty database for this test only."""
+    name = f"lf_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(infra.admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield with_database(infra.admin_url, name)
+    admin = await asyncpg.connect(infra.admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def bus_namespace(infra: Infra) -> AsyncIterator[str]:
+    """A bus namespace for this test only; its streams are deleted afterwards."""
+    import nats
+
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    yield namespace
+    nc = await nats.connect(infra.nats_url)
+    try:
+        js = nc.jetstream()
+        prefix = f"{namespace.upper()}_"
+        for info in await js.streams_info():
+            if info.config.name.startswith(prefix):
+                await js.delete_stream(info.config.name)
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+def settings(infra: Infra, database_url: str, bus_namespace: str) -> Settings:
+    """Settings of a service under test: this test's database and namespace, any free port,
+    and retry delays short enough for tests."""
+    return Settings.from_env({}).with_overrides(
+        database_url=database_url,
+        nats_url=infra.nats_url,
+        bus_namespace=bus_namespace,
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        consumer_backoff_seconds=(0.05, 0.1, 0.2, 0.4),
+        shutdown_grace_seconds=5.0,
+        outbox_poll_seconds=0.2,
+        auth_cache_seconds=0.2,
+        db_pool_min_size=1,
+    )
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    """Spans finished during this test (the exporter is shared; it is cleared first)."""
+    _SPANS.clear()
+    return _SPANS
