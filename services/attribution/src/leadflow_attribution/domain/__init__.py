@@ -1,0 +1,1 @@
+"""Pure attribution logic: no grpc, nats, asyncpg or protobuf imports."""
