@@ -1,0 +1,1 @@
+"""Pure reporting logic: no grpc, nats, asyncpg or protobuf imports."""

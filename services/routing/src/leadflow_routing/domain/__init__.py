@@ -1,0 +1,1 @@
+"""Pure routing logic: no grpc, nats, asyncpg or protobuf imports."""
