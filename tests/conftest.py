@@ -13,7 +13,9 @@ subjects and consumers prefixed), both removed afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -46,10 +48,12 @@ class Infra:
 
 
 @pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+def infra() -> Iterator[Infra]:
     database_url = os.environ.get("LEADFLOW_TEST_DATABASE_URL", "")
     nats_url = os.environ.get("LEADFLOW_TEST_NATS_URL", "")
-    root = tmp_path_factory.mktemp("stack")
+    # Not under pytest's basetemp: when run as root, PostgreSQL runs as another user that
+    # must traverse the directory, and every pytest start resets pytest-of-<user> to 0700.
+    root = Path(tempfile.mkdtemp(prefix="leadflow-test-stack-"))
     postgres = nats = None
     try:
         if not database_url:
@@ -64,6 +68,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
             nats.stop()
         if postgres is not None:
             postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def with_database(url: str, database: str) -> str:
