@@ -12,8 +12,9 @@ import grpc
 import nats
 from harness import auth, eventually, new_key, running
 
+from leadflow.common.v1 import subject_pb2
 from leadflow.ingest.v1 import ingest_service_pb2 as ingest_pb
-from leadflow.ingest.v1 import ingest_service_pb2_grpc
+from leadflow.ingest.v1 import ingest_service_pb2_grpc, profile_pb2
 from leadflow.scoring.v1 import events_pb2 as scoring_events
 from leadflow.scoring.v1 import scoring_service_pb2 as pb
 from leadflow.scoring.v1 import scoring_service_pb2_grpc
@@ -60,6 +61,39 @@ class Suite:
         assert reply.rejected == 0, [r.violations for r in reply.results]
         return reply
 
+    async def identify(self, lead_id: str, **profile: Any) -> ingest_pb.IdentifyResponse:
+        reply = await self.ingest.Identify(
+            ingest_pb.IdentifyRequest(lead_id=lead_id, profile=profile_pb2.LeadProfile(**profile)),
+            metadata=self.metadata,
+        )
+        return reply
+
+    async def consent(self, lead_id: str, *, email: bool | None = None, sms: bool | None = None):
+        def decision(granted: bool | None) -> profile_pb2.ConsentDecision:
+            if granted is None:
+                return profile_pb2.ConsentDecision()
+            status = (
+                profile_pb2.CONSENT_STATUS_GRANTED
+                if granted
+                else (profile_pb2.CONSENT_STATUS_WITHDRAWN)
+            )
+            return profile_pb2.ConsentDecision(status=status, source="test")
+
+        return await self.ingest.SetConsent(
+            ingest_pb.SetConsentRequest(
+                subject=subject_pb2.SubjectRef(lead_id=lead_id),
+                email=decision(email),
+                sms=decision(sms),
+            ),
+            metadata=self.metadata,
+        )
+
+    async def erase(self, lead_id: str) -> ingest_pb.EraseSubjectResponse:
+        return await self.ingest.EraseSubject(
+            ingest_pb.EraseSubjectRequest(lead_id=lead_id, reason="test erasure"),
+            metadata=self.metadata,
+        )
+
     async def score(self, lead_id: str) -> Any:
         reply = await self.scoring.GetScore(
             pb.GetScoreRequest(lead_id=lead_id), metadata=self.metadata
@@ -104,12 +138,15 @@ class Suite:
 
 
 @contextlib.asynccontextmanager
-async def suite(settings: Settings, *, scoring_replicas: int = 1) -> AsyncIterator[Suite]:
+async def suite(
+    settings: Settings, *, scoring_replicas: int = 1, scoring_settings: Settings | None = None
+) -> AsyncIterator[Suite]:
+    """Ingest and `scoring_replicas` scoring runtimes (with `scoring_settings` when given)."""
     key = await new_key(settings.database_url, TENANT, "admin")
     async with contextlib.AsyncExitStack() as stack:
         ingest_runtime = await stack.enter_async_context(running(INGEST_SPEC, settings))
         runtimes = [
-            await stack.enter_async_context(running(SCORING_SPEC, settings))
+            await stack.enter_async_context(running(SCORING_SPEC, scoring_settings or settings))
             for _ in range(scoring_replicas)
         ]
         ingest_channel = await stack.enter_async_context(
