@@ -202,7 +202,7 @@ async def test_redelivered_and_duplicated_events_do_not_change_the_score(setting
         changes_after = len(await published(settings, "scoring.score.changed"))
 
         # A batch mixing a counted event with a new one: only the new one counts.
-        (first_id, first), *_ = await ingest_published(settings.nats_url, settings.bus_namespace)
+        (_, first), *_ = await ingest_published(settings.nats_url, settings.bus_namespace)
         mixed = ingest_events.EventsRecorded()
         mixed.CopyFrom(first)
         extra = mixed.events.add()
