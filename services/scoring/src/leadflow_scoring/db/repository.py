@@ -512,8 +512,9 @@ async def insert_job(
     await conn.execute(
         "INSERT INTO jobs (job_id, tenant_id, kind, state, model_version, leads_total,"
         " leads_done, leads_changed, created_at, started_at, finished_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-        " CASE WHEN $10 THEN $9 END, CASE WHEN $10 THEN $9 END)",
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::timestamptz,"
+        " CASE WHEN $10::bool THEN $9::timestamptz END,"
+        " CASE WHEN $10::bool THEN $9::timestamptz END)",
         job_id,
         tenant_id,
         kind,
