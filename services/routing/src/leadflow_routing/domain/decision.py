@@ -1,0 +1,417 @@
+"""A routing decision and its trace (routing_types.proto RouteDecision).
+
+Rules are evaluated in order against one CEL context built for the lead. A matching rule
+passes the consent gate (tracking consent when the configuration requires it; portfolio-
+sharing consent for any brand but the home brand; a blocked rule counts as not matched), then
+the duplicate check (never twice to the same brand for the same trigger and detail; MANUAL is
+never a duplicate of an earlier decision), then routes. STOP ends evaluation, ALSO_ROUTE goes
+on. Owners are picked afterwards (`assign_owners`) so the caller can lock exactly the brands
+that are routed to; `decide` does both for dry runs and benchmarks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from leadflow_routing.domain.conditions import Condition, compile_condition
+from leadflow_routing.domain.config import Brand, Continuation, RoutingConfig, Rule, Strategy
+from leadflow_routing.domain.snapshot import (
+    ContextPlan,
+    LeadSnapshot,
+    ShortNamedEnum,
+    cel_context,
+)
+from leadflow_routing.domain.strategies import (
+    BrandState,
+    ChoiceReason,
+    OwnerSelection,
+    select_owner,
+)
+
+
+class Trigger(ShortNamedEnum):
+    UNSPECIFIED = 0
+    IDENTIFIED = 1
+    THRESHOLD_CROSSED = 2
+    STAGE_CHANGED = 3
+    MANUAL = 4
+
+
+class RuleOutcome(ShortNamedEnum):
+    UNSPECIFIED = 0
+    NOT_MATCHED = 1
+    ERROR = 2
+    DISABLED = 3
+    ROUTED = 4
+    BLOCKED_BY_CONSENT = 5
+    DUPLICATE = 6
+
+
+class ConsentOutcome(ShortNamedEnum):
+    UNSPECIFIED = 0
+    ALLOWED_HOME_BRAND = 1
+    ALLOWED_PORTFOLIO_SHARING = 2
+    BLOCKED_NO_PORTFOLIO_SHARING = 3
+    BLOCKED_NO_TRACKING_CONSENT = 4
+
+    @property
+    def allowed(self) -> bool:
+        return self in (ConsentOutcome.ALLOWED_HOME_BRAND, ConsentOutcome.ALLOWED_PORTFOLIO_SHARING)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentCheck:
+    outcome: ConsentOutcome
+    explanation: str
+
+
+@dataclass(frozen=True, slots=True)
+class PriorRoute:
+    """An earlier route of the lead, for the duplicate check."""
+
+    decision_id: str
+    routed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DedupCheck:
+    duplicate: bool
+    key: str
+    previous_decision_id: str = ""
+    previous_routed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleEvaluation:
+    rule_index: int
+    rule_id: str
+    condition: str
+    matched: bool
+    outcome: RuleOutcome
+    target_brand_id: str
+    continuation: Continuation
+    explanation: str = ""
+    error: str = ""
+    consent: ConsentCheck | None = None
+    dedup: DedupCheck | None = None
+    owner_selection: OwnerSelection | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """One brand the lead goes to. Ids and the deadline are filled in by the service."""
+
+    rule_id: str
+    brand_id: str
+    strategy: Strategy
+    selection: OwnerSelection | None = None
+    nurture_sequence_id: str = ""
+    assignment_id: str = ""
+    acknowledge_by: datetime | None = None
+    enrollment_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    lead: LeadSnapshot
+    trigger: Trigger
+    trigger_detail: str
+    config_version: int
+    decided_at: datetime
+    evaluations: tuple[RuleEvaluation, ...]
+    routes: tuple[Route, ...]
+    summary: str
+    dry_run: bool = False
+    decision_id: str = ""
+    trigger_event_id: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledConfig:
+    """A valid configuration with its conditions compiled and one context plan for all."""
+
+    config: RoutingConfig
+    conditions: tuple[Condition, ...]
+    plan: ContextPlan
+    brands: Mapping[str, Brand]
+
+
+def compile_config(config: RoutingConfig) -> CompiledConfig:
+    """For a configuration validation accepted (raises ConditionError otherwise)."""
+    conditions = tuple(compile_condition(rule.condition) for rule in config.rules)
+    plan = ContextPlan()
+    for rule, condition in zip(config.rules, conditions, strict=True):
+        if not rule.disabled:
+            plan = plan.merge(condition.plan)
+    return CompiledConfig(
+        config=config,
+        conditions=conditions,
+        plan=plan,
+        brands={b.id: b for b in config.brands},
+    )
+
+
+def dedup_key(brand_id: str, trigger: Trigger, trigger_detail: str) -> str:
+    return f"{brand_id}|{trigger.short_name}|{trigger_detail}"
+
+
+def check_consent(
+    snapshot: LeadSnapshot, target_brand_id: str, require_tracking: bool
+) -> ConsentCheck:
+    consents = snapshot.consents
+    if require_tracking and consents.tracking is not True:
+        state = "withdrawn" if consents.tracking is False else "never given"
+        return ConsentCheck(
+            ConsentOutcome.BLOCKED_NO_TRACKING_CONSENT,
+            f"the configuration requires tracking consent; tracking consent {state}",
+        )
+    home = snapshot.home_brand_id
+    if target_brand_id == home:
+        return ConsentCheck(ConsentOutcome.ALLOWED_HOME_BRAND, f"{home} is the home brand")
+    where = f"{target_brand_id} is not the home brand {home or '(unknown)'}"
+    if consents.portfolio_sharing is True:
+        return ConsentCheck(
+            ConsentOutcome.ALLOWED_PORTFOLIO_SHARING, f"{where}; portfolio_sharing consent granted"
+        )
+    state = "withdrawn" if consents.portfolio_sharing is False else "never given"
+    return ConsentCheck(
+        ConsentOutcome.BLOCKED_NO_PORTFOLIO_SHARING,
+        f"{where}; portfolio_sharing consent {state}",
+    )
+
+
+def evaluate_rules(
+    compiled: CompiledConfig,
+    snapshot: LeadSnapshot,
+    trigger: Trigger,
+    trigger_detail: str = "",
+    history: Mapping[str, PriorRoute] | None = None,
+) -> tuple[RuleEvaluation, ...]:
+    """Every rule evaluated, in order, up to the first STOP that matched; routed rules have
+    no owner selection yet."""
+    config = compiled.config
+    ctx = cel_context(snapshot, trigger.short_name, trigger_detail, compiled.plan)
+    history = history or {}
+    routed_brands: set[str] = set()
+    out: list[RuleEvaluation] = []
+    tname = trigger.short_name
+    for index, (rule, condition) in enumerate(zip(config.rules, compiled.conditions, strict=True)):
+        if rule.disabled:
+            out.append(_evaluation(index, rule, False, RuleOutcome.DISABLED))
+            continue
+        matched, error = condition.evaluate(ctx)
+        explanation = condition.explain(snapshot, tname, trigger_detail)
+        if not matched:
+            outcome = RuleOutcome.ERROR if error else RuleOutcome.NOT_MATCHED
+            out.append(_evaluation(index, rule, False, outcome, explanation, error))
+            continue
+        consent = check_consent(snapshot, rule.target_brand_id, config.require_tracking_consent)
+        if not consent.outcome.allowed:
+            out.append(
+                _evaluation(
+                    index, rule, True, RuleOutcome.BLOCKED_BY_CONSENT, explanation, consent=consent
+                )
+            )
+            continue
+        dedup = _dedup(rule.target_brand_id, trigger, trigger_detail, history, routed_brands)
+        outcome = RuleOutcome.DUPLICATE if dedup.duplicate else RuleOutcome.ROUTED
+        if outcome is RuleOutcome.ROUTED:
+            routed_brands.add(rule.target_brand_id)
+        out.append(
+            _evaluation(index, rule, True, outcome, explanation, consent=consent, dedup=dedup)
+        )
+        if rule.stops:
+            break
+    return tuple(out)
+
+
+def _evaluation(
+    index: int,
+    rule: Rule,
+    matched: bool,
+    outcome: RuleOutcome,
+    explanation: str = "",
+    error: str = "",
+    *,
+    consent: ConsentCheck | None = None,
+    dedup: DedupCheck | None = None,
+) -> RuleEvaluation:
+    return RuleEvaluation(
+        rule_index=index,
+        rule_id=rule.id,
+        condition=rule.condition,
+        matched=matched,
+        outcome=outcome,
+        target_brand_id=rule.target_brand_id,
+        continuation=rule.continuation,
+        explanation=explanation or ("rule disabled" if outcome is RuleOutcome.DISABLED else ""),
+        error=error,
+        consent=consent,
+        dedup=dedup,
+    )
+
+
+def _dedup(
+    brand_id: str,
+    trigger: Trigger,
+    trigger_detail: str,
+    history: Mapping[str, PriorRoute],
+    routed_now: set[str],
+) -> DedupCheck:
+    key = dedup_key(brand_id, trigger, trigger_detail)
+    if brand_id in routed_now:  # an earlier rule of this very decision
+        return DedupCheck(duplicate=True, key=key)
+    if trigger is not Trigger.MANUAL:
+        prior = history.get(key)
+        if prior is not None:
+            return DedupCheck(
+                duplicate=True,
+                key=key,
+                previous_decision_id=prior.decision_id,
+                previous_routed_at=prior.routed_at,
+            )
+    return DedupCheck(duplicate=False, key=key)
+
+
+def routed_brands(evaluations: tuple[RuleEvaluation, ...]) -> list[str]:
+    """Brands the evaluations route to (the rows to lock before picking owners), sorted."""
+    return sorted({e.target_brand_id for e in evaluations if e.outcome is RuleOutcome.ROUTED})
+
+
+def assign_owners(
+    compiled: CompiledConfig,
+    snapshot: LeadSnapshot,
+    evaluations: tuple[RuleEvaluation, ...],
+    states: Mapping[str, BrandState],
+    at: datetime,
+) -> tuple[tuple[RuleEvaluation, ...], tuple[Route, ...], dict[str, BrandState]]:
+    """Owners for the routed rules, nurture sequences, and the brands' states after."""
+    config = compiled.config
+    new_states = dict(states)
+    out: list[RuleEvaluation] = []
+    routes: list[Route] = []
+    for evaluation in evaluations:
+        if evaluation.outcome is not RuleOutcome.ROUTED:
+            out.append(evaluation)
+            continue
+        rule = config.rules[evaluation.rule_index]
+        brand = compiled.brands[rule.target_brand_id]
+        selection, new_states[brand.id] = select_owner(
+            brand,
+            rule.strategy,
+            new_states.get(brand.id, BrandState()),
+            at,
+            fixed_owner_id=rule.fixed_owner_id,
+        )
+        out.append(replace(evaluation, owner_selection=selection))
+        routes.append(
+            Route(
+                rule_id=rule.id,
+                brand_id=brand.id,
+                strategy=rule.strategy,
+                selection=selection,
+                nurture_sequence_id=_nurture(config, rule, snapshot),
+            )
+        )
+    return tuple(out), tuple(routes), new_states
+
+
+def _nurture(config: RoutingConfig, rule: Rule, snapshot: LeadSnapshot) -> str:
+    """The sequence to enrol in; none when the lead withdrew email consent (it would stop
+    at once)."""
+    if snapshot.consents.email is False:
+        return ""
+    if rule.nurture_sequence_id:
+        return rule.nurture_sequence_id
+    if rule.nurture_by_segment:
+        sequence = config.sequence_for_segment(snapshot.segment)
+        return sequence.id if sequence is not None else ""
+    return ""
+
+
+def summarize(
+    config: RoutingConfig, evaluations: tuple[RuleEvaluation, ...], routes: tuple[Route, ...]
+) -> str:
+    parts: list[str] = []
+    for route in routes:
+        selection = route.selection
+        owner = selection.owner if selection is not None else None
+        who = f"owner {owner.id}" if owner is not None else "no owner available"
+        text = f"Routed to {route.brand_id} ({who}) by rule {route.rule_id}"
+        if route.nurture_sequence_id:
+            text += f", nurture {route.nurture_sequence_id}"
+        parts.append(text)
+    if not routes:
+        blocked = [e.rule_id for e in evaluations if e.outcome is RuleOutcome.BLOCKED_BY_CONSENT]
+        duplicate = [e.rule_id for e in evaluations if e.outcome is RuleOutcome.DUPLICATE]
+        text = f"Not routed: no rule routed the lead ({len(evaluations)} evaluated)"
+        if blocked:
+            text += "; blocked by consent: " + ", ".join(blocked)
+        if duplicate:
+            text += "; already routed for this trigger: " + ", ".join(duplicate)
+        parts.append(text)
+    if evaluations:
+        last = evaluations[-1]
+        remaining = len(config.rules) - last.rule_index - 1
+        if (
+            last.matched
+            and last.outcome in (RuleOutcome.ROUTED, RuleOutcome.DUPLICATE)
+            and (remaining > 0 and last.continuation is not Continuation.ALSO_ROUTE)
+        ):
+            parts.append(f"{remaining} later rule(s) not evaluated (rule {last.rule_id} stops)")
+    return "; ".join(parts)
+
+
+def decide(
+    compiled: CompiledConfig,
+    snapshot: LeadSnapshot,
+    trigger: Trigger,
+    at: datetime,
+    *,
+    trigger_detail: str = "",
+    history: Mapping[str, PriorRoute] | None = None,
+    states: Mapping[str, BrandState] | None = None,
+    dry_run: bool = False,
+) -> tuple[Decision, dict[str, BrandState]]:
+    """The whole decision in one call (dry runs and benchmarks)."""
+    evaluations = evaluate_rules(compiled, snapshot, trigger, trigger_detail, history)
+    evaluations, routes, new_states = assign_owners(
+        compiled, snapshot, evaluations, states or {}, at
+    )
+    return (
+        build_decision(
+            compiled, snapshot, trigger, trigger_detail, at, evaluations, routes, dry_run=dry_run
+        ),
+        new_states,
+    )
+
+
+def build_decision(
+    compiled: CompiledConfig,
+    snapshot: LeadSnapshot,
+    trigger: Trigger,
+    trigger_detail: str,
+    at: datetime,
+    evaluations: tuple[RuleEvaluation, ...],
+    routes: tuple[Route, ...],
+    *,
+    dry_run: bool = False,
+) -> Decision:
+    return Decision(
+        lead=snapshot if snapshot.as_of is not None else replace(snapshot, as_of=at),
+        trigger=trigger,
+        trigger_detail=trigger_detail,
+        config_version=compiled.config.version,
+        decided_at=at,
+        evaluations=evaluations,
+        routes=routes,
+        summary=summarize(compiled.config, evaluations, routes),
+        dry_run=dry_run,
+    )
+
+
+def owner_reason(route: Route) -> ChoiceReason:
+    return route.selection.reason if route.selection is not None else ChoiceReason.NONE_AVAILABLE
