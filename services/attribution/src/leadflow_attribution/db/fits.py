@@ -1,0 +1,209 @@
+"""SQL of the data-driven fit cache (`fits`): one row per (tenant, model, Markov order,
+lookback, training range). A request for a fit that does not exist inserts a row without
+`computed_at`; the fit job computes it. A fit computed at an older data generation than the
+tenant's is stale: served, and recomputed at most every `refresh` seconds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from leadflow_attribution.domain.journey import Touchpoint
+from leadflow_attribution.domain.models import AttributionModel
+
+
+@dataclass(frozen=True, slots=True)
+class FitKey:
+    """Which fit: the model, its Markov order (0 for SHAPLEY), the lookback that builds its
+    journeys, and the training range (None, None: the tenant's rolling window)."""
+
+    model: AttributionModel
+    markov_order: int
+    lookback_seconds: int
+    range_start: datetime | None = None
+    range_end: datetime | None = None
+
+    @property
+    def text(self) -> str:
+        span = (
+            f"{self.range_start.isoformat()}/{self.range_end.isoformat()}"
+            if self.range_start is not None and self.range_end is not None
+            else "rolling"
+        )
+        return f"{self.model.name}:{self.markov_order}:{self.lookback_seconds}:{span}"
+
+
+@dataclass(frozen=True, slots=True)
+class FitRow:
+    key: FitKey
+    computed_at: datetime | None
+    generation: int | None
+    training_start: datetime | None
+    training_end: datetime | None
+    data_through: datetime | None
+    journey_count: int
+    converting_journey_count: int
+    channel_count: int
+    exact: bool
+    sample_count: int
+    error_bound: float
+    error_confidence: float
+    converged: bool
+    weights: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class FitResult:
+    """What the job stores for a computed fit."""
+
+    generation: int
+    training_start: datetime
+    training_end: datetime
+    data_through: datetime | None
+    journey_count: int
+    converting_journey_count: int
+    channel_count: int
+    exact: bool
+    sample_count: int
+    error_bound: float
+    error_confidence: float
+    converged: bool
+    weights: Mapping[str, float]
+
+
+_COLUMNS = (
+    "tenant_id, model, markov_order, lookback_seconds, range_start, range_end, computed_at,"
+    " generation, training_start, training_end, data_through, journey_count,"
+    " converting_journey_count, channel_count, exact, sample_count, error_bound,"
+    " error_confidence, converged, weights"
+)
+
+
+def _row(r: asyncpg.Record) -> FitRow:
+    return FitRow(
+        key=FitKey(
+            AttributionModel(r["model"]),
+            r["markov_order"],
+            r["lookback_seconds"],
+            r["range_start"],
+            r["range_end"],
+        ),
+        computed_at=r["computed_at"],
+        generation=r["generation"],
+        training_start=r["training_start"],
+        training_end=r["training_end"],
+        data_through=r["data_through"],
+        journey_count=r["journey_count"] or 0,
+        converting_journey_count=r["converting_journey_count"] or 0,
+        channel_count=r["channel_count"] or 0,
+        exact=bool(r["exact"]),
+        sample_count=r["sample_count"] or 0,
+        error_bound=r["error_bound"] or 0.0,
+        error_confidence=r["error_confidence"] or 0.0,
+        converged=r["converged"] is not False,
+        weights={str(k): float(v) for k, v in (r["weights"] or {}).items()},
+    )
+
+
+async def request_fit(conn: asyncpg.Connection, tenant_id: str, key: FitKey) -> FitRow:
+    """The fit row for `key`, created (not yet computed) when it did not exist."""
+    r = await conn.fetchrow(
+        "INSERT INTO fits (tenant_id, fit_key, model, markov_order, lookback_seconds,"
+        " range_start, range_end) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (tenant_id, fit_key) DO UPDATE SET last_used_at = now()"
+        f" RETURNING {_COLUMNS}",
+        tenant_id,
+        key.text,
+        int(key.model),
+        key.markov_order,
+        key.lookback_seconds,
+        key.range_start,
+        key.range_end,
+    )
+    assert r is not None
+    return _row(r)
+
+
+async def claim_due(
+    conn: asyncpg.Connection, now: datetime, refresh: timedelta, max_age: timedelta
+) -> tuple[str, FitRow, int] | None:
+    """Lock one fit that needs computing (never computed; stale and not refreshed for
+    `refresh`; a rolling window older than `max_age`), with the tenant's generation. Other
+    replicas skip it until the caller's transaction ends."""
+    r = await conn.fetchrow(
+        f"SELECT f.{_COLUMNS.replace(', ', ', f.')}, coalesce(g.generation, 0) AS current"
+        " FROM fits f LEFT JOIN tenant_generations g ON g.tenant_id = f.tenant_id"
+        " WHERE f.computed_at IS NULL"
+        " OR (f.generation < coalesce(g.generation, 0) AND f.computed_at < $1)"
+        " OR (f.range_start IS NULL AND f.computed_at < $2)"
+        " ORDER BY f.computed_at NULLS FIRST, f.requested_at LIMIT 1"
+        " FOR UPDATE OF f SKIP LOCKED",
+        now - refresh,
+        now - max_age,
+    )
+    if r is None:
+        return None
+    return r["tenant_id"], _row(r), r["current"]
+
+
+async def save_fit(
+    conn: asyncpg.Connection, tenant_id: str, key: FitKey, result: FitResult, now: datetime
+) -> None:
+    await conn.execute(
+        "UPDATE fits SET computed_at = $3, generation = $4, training_start = $5,"
+        " training_end = $6, data_through = $7, journey_count = $8,"
+        " converting_journey_count = $9, channel_count = $10, exact = $11, sample_count = $12,"
+        " error_bound = $13, error_confidence = $14, converged = $15, weights = $16"
+        " WHERE tenant_id = $1 AND fit_key = $2",
+        tenant_id,
+        key.text,
+        now,
+        result.generation,
+        result.training_start,
+        result.training_end,
+        result.data_through,
+        result.journey_count,
+        result.converting_journey_count,
+        result.channel_count,
+        result.exact,
+        result.sample_count,
+        result.error_bound,
+        result.error_confidence,
+        result.converged,
+        dict(result.weights),
+    )
+
+
+async def touchpoints_between(
+    conn: asyncpg.Connection, tenant_id: str, since: datetime, until: datetime
+) -> dict[str, list[Touchpoint]]:
+    """Every touchpoint of the tenant with since <= occurred_at < until, per subject key,
+    sorted by (occurred_at, event_id) as journeys are."""
+    rows = await conn.fetch(
+        "SELECT subject_key, event_id, occurred_at, channel FROM touchpoints"
+        " WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3"
+        ' ORDER BY subject_key, occurred_at, event_id COLLATE "C"',
+        tenant_id,
+        since,
+        until,
+    )
+    found: dict[str, list[Touchpoint]] = {}
+    for r in rows:
+        found.setdefault(r["subject_key"], []).append(
+            Touchpoint(r["event_id"], r["occurred_at"], r["channel"])
+        )
+    return found
+
+
+async def forget_unused(conn: asyncpg.Connection, tenant_id: str, before: datetime) -> int:
+    """Drop explicit-range fits nobody asked for since `before` (rolling fits stay)."""
+    status: Any = await conn.execute(
+        "DELETE FROM fits WHERE tenant_id = $1 AND range_start IS NOT NULL AND last_used_at < $2",
+        tenant_id,
+        before,
+    )
+    return int(str(status).split()[-1])

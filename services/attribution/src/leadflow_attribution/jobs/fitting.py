@@ -1,0 +1,141 @@
+"""The data-driven fit job: computes requested MARKOV and SHAPLEY fits per tenant and range,
+and recomputes cached ones when the tenant's data changed (at most every refresh interval)
+or, for the rolling window, when they grew old. Replicas share the work: each fit is claimed
+with FOR UPDATE SKIP LOCKED for the time it is computed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from leadflow_attribution.db import fits
+from leadflow_attribution.db import repository as repo
+from leadflow_attribution.domain.journey import Conversion, Touchpoint
+from leadflow_attribution.domain.markov import fit_markov
+from leadflow_attribution.domain.models import AttributionModel
+from leadflow_attribution.domain.policy import TenantPolicy
+from leadflow_attribution.domain.shapley import fit_shapley
+from leadflow_attribution.domain.training import training_paths
+from leadflow_platform.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def compute_fit(
+    key: fits.FitKey,
+    touchpoints: Mapping[str, Sequence[Touchpoint]],
+    conversions: Sequence[Conversion],
+    start: datetime,
+    end: datetime,
+    generation: int,
+) -> fits.FitResult:
+    """Pure: the fit of `key` over the conversions in [start, end) and the subjects'
+    non-converting journeys."""
+    lookback = timedelta(seconds=key.lookback_seconds)
+    training = training_paths(touchpoints, conversions, start, end, lookback)
+    if key.model is AttributionModel.MARKOV:
+        markov = fit_markov(training.paths, key.markov_order)
+        stats, weights = markov.stats, markov.weights()
+        exact, samples, bound, confidence, converged = True, 0, 0.0, 0.0, markov.converged
+    else:
+        shapley = fit_shapley(training.paths)
+        stats, weights = shapley.stats, shapley.weights()
+        exact, samples = shapley.exact, shapley.sample_count
+        bound, confidence, converged = shapley.error_bound, shapley.error_confidence, True
+    return fits.FitResult(
+        generation=generation,
+        training_start=start,
+        training_end=end,
+        data_through=training.data_through,
+        journey_count=stats.journey_count,
+        converting_journey_count=stats.converting_journey_count,
+        channel_count=stats.channel_count,
+        exact=exact,
+        sample_count=samples,
+        error_bound=bound,
+        error_confidence=confidence,
+        converged=converged,
+        weights=weights,
+    )
+
+
+class FitJob:
+    def __init__(
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        policies: Callable[[str], Awaitable[TenantPolicy]],
+        *,
+        interval_seconds: float,
+        refresh_seconds: float,
+        max_age_seconds: float,
+    ) -> None:
+        self._pool = pool
+        self._policies = policies
+        self._interval = interval_seconds
+        self._refresh = timedelta(seconds=refresh_seconds)
+        self._max_age = timedelta(seconds=max_age_seconds)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """A fit was requested: look at once instead of at the next interval."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                worked = await self.run_once(datetime.now(UTC))
+            except Exception:
+                log.exception("fit_failed")
+                worked = False
+            if worked:
+                continue
+            stopping = asyncio.ensure_future(stop.wait())
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({stopping, woken}, timeout=self._interval,
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            finally:
+                for waiter in (stopping, woken):
+                    waiter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await waiter
+
+    async def run_once(self, now: datetime) -> bool:
+        """Compute one due fit; False when none is due."""
+        async with self._pool().acquire() as conn, conn.transaction():
+            claimed = await fits.claim_due(conn, now, self._refresh, self._max_age)
+            if claimed is None:
+                return False
+            tenant_id, row, generation = claimed
+            key = row.key
+            if key.range_start is not None and key.range_end is not None:
+                start, end = key.range_start, key.range_end
+            else:
+                policy = await self._policies(tenant_id)
+                start, end = now - policy.training_window, now
+            lookback = timedelta(seconds=key.lookback_seconds)
+            touchpoints = await fits.touchpoints_between(conn, tenant_id, start - lookback, end)
+            rows = await repo.conversions_in(conn, repo.ConversionFilter(tenant_id, start, end))
+            result = await asyncio.to_thread(
+                compute_fit,
+                key,
+                touchpoints,
+                [r.conversion for r in rows],
+                start,
+                end,
+                generation,
+            )
+            await fits.save_fit(conn, tenant_id, key, result, now)
+        log.info(
+            "fit_computed",
+            tenant_id=tenant_id,
+            fit=key.text,
+            journeys=result.journey_count,
+            converting=result.converting_journey_count,
+        )
+        return True
