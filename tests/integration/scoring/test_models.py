@@ -77,7 +77,10 @@ async def test_built_in_model_is_design_defaults_and_bad_fields_are_named(settin
         missing = await _refused(s, half_life)
 
         after = await _model(s)
+        with pytest.raises(grpc.aio.AioRpcError) as no_version:
+            await _model(s, 5)
 
+    assert no_version.value.code() == grpc.StatusCode.NOT_FOUND
     assert current.active_version == 0 and model.version == 0
     assert not current.HasField("rescoring_job")
     w = model.weights
@@ -185,7 +188,8 @@ async def test_newer_model_cancels_the_older_rescoring_and_new_events_use_it(set
     assert fresh.undecayed_total == pytest.approx(17.5 + 0.25 * (6 + 1))
 
 
-async def test_score_leads_for_a_list_and_for_all_with_progress(settings):
+async def test_score_leads_for_a_list_and_for_all_with_progress(settings, monkeypatch):
+    monkeypatch.setenv("LEADFLOW_SCORING_JOB_CHUNK_SIZE", "2")  # 7 leads: 4 chunks
     async with suite(settings) as s:
         for i in range(7):
             await _page_views(s, f"lead-{i}", i + 1)
@@ -230,3 +234,33 @@ async def test_score_leads_for_a_list_and_for_all_with_progress(settings):
     assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "target" in (missing.value.details() or "")
     assert unknown_job.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_new_half_life_rebuilds_activity_from_history(settings):
+    """Ten-day-old events: at a 30-day half-life they keep 2^(-1/3) of their points, at a
+    10-day one half."""
+    at = now() - timedelta(days=10)
+    async with suite(settings) as s:
+        await s.track(
+            *(event(f"d-{i}", type="content_downloaded", lead_id="lead-d", occurred_at=at)
+              for i in range(4))
+        )  # fmt: skip
+        await s.applied()
+        before = await s.score("lead-d")
+        model = (await _model(s)).model
+        model.decay_half_life.FromTimedelta(timedelta(days=10))
+        await _put(s, model)
+
+        async def rescored():
+            score = await s.score("lead-d")
+            return score if score.model_version == 1 else None
+
+        after = await eventually(rescored, timeout=20)
+
+    # 4 downloads x 8 points, plus 1 active day.
+    assert before.components.behavioural.value == pytest.approx(32 * 2 ** (-1 / 3) + 1, abs=1e-3)
+    assert after.components.behavioural.value == pytest.approx(32 * 0.5 + 1, abs=1e-3)
+    assert (
+        after.components.behavioural.undecayed_value
+        == before.components.behavioural.undecayed_value
+    )
