@@ -41,16 +41,20 @@ SUBJECT_TYPES: dict[str, Any] = {
 
 
 class Clock:
-    """Time the routing service sees; tests move it forward."""
+    """Time the routing service sees: real time plus what the test moved it forward by."""
 
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime.now(UTC)
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    @property
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
 
     def __call__(self) -> datetime:
         return self.now
 
     def advance(self, delta: timedelta) -> None:
-        self.now += delta
+        self.offset += delta
 
 
 @dataclass
