@@ -2,7 +2,14 @@ from __future__ import annotations
 
 from fractions import Fraction as F
 
-from leadflow_attribution.domain.channel_weights import shares_from_channel_weights
+from hypothesis import given
+from hypothesis import strategies as st
+
+from leadflow_attribution.domain.channel_weights import (
+    channel_weight_numerators,
+    shares_from_channel_weights,
+)
+from leadflow_attribution.domain.credit import allocate, allocate_numerators
 
 
 def test_weights_are_split_evenly_among_touches_of_a_channel():
@@ -32,3 +39,18 @@ def test_negative_and_nan_weights_count_as_zero():
 
 def test_an_empty_journey_has_no_shares():
     assert shares_from_channel_weights([], {"a": 1.0}) == ()
+
+
+@given(
+    st.lists(st.sampled_from("abcd"), max_size=9),
+    st.dictionaries(
+        st.sampled_from("abcde"),
+        st.floats(min_value=-1.0, max_value=1e6) | st.just(float("nan")),
+        max_size=5,
+    ),
+    st.decimals(min_value=0, max_value=10**6, places=2, allow_nan=False, allow_infinity=False),
+)
+def test_integer_weights_credit_exactly_as_the_shares_do(channels, weights, value):
+    numerators = channel_weight_numerators(channels, weights)
+    expected = allocate(shares_from_channel_weights(channels, weights), value, 2)
+    assert allocate_numerators(numerators, sum(numerators), value, 2) == expected

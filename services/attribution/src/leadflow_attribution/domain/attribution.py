@@ -6,14 +6,18 @@ ConversionAttributed carries).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from leadflow_attribution.domain.channel_weights import shares_from_channel_weights
-from leadflow_attribution.domain.credit import Credit, allocate
+from leadflow_attribution.domain.channel_weights import (
+    channel_weight_numerators,
+    shares_from_channel_weights,
+)
+from leadflow_attribution.domain.credit import Credit, allocate, allocate_numerators
 from leadflow_attribution.domain.currency import currency_exponent
 from leadflow_attribution.domain.heuristics import Shares, heuristic_shares
 from leadflow_attribution.domain.journey import (
+    DIRECT_CHANNEL,
     Conversion,
     Touchpoint,
     TouchRole,
@@ -62,6 +66,35 @@ def model_shares(
     return shares_from_channel_weights(channel_path(journey), weights)
 
 
+# Every model but time decay gives the same credits to every journey of one shape (length,
+# anchor, last non-direct position, channel path for a fit) and the same value: the exact
+# allocation is computed once per (shape, value, currency unit) and shared (credits are
+# immutable). Bounded: cleared when full.
+_SHAPES: dict[Hashable, tuple[Credit, ...]] = {}
+_MAX_SHAPES = 200_000
+
+
+def _shape(
+    model: AttributionModel,
+    journey: Sequence[Touchpoint],
+    anchor: int | None,
+    options: AttributionOptions,
+    fits: Mapping[AttributionModel, Hashable],
+) -> Hashable | None:
+    length = len(journey)
+    if model in (AttributionModel.FIRST_TOUCH, AttributionModel.LINEAR, AttributionModel.U_SHAPED):
+        return (model, length)
+    if model is AttributionModel.W_SHAPED:
+        return (model, length, anchor)
+    if model is AttributionModel.LAST_TOUCH:
+        if not options.last_touch_ignore_direct:
+            return (model, length)
+        return (model, tuple(t.channel.lower() == DIRECT_CHANNEL for t in journey))
+    if model.data_driven and model in fits:
+        return (model, channel_path(journey), fits[model])
+    return None
+
+
 def attribute_journey(
     journey: tuple[Touchpoint, ...],
     conversion: Conversion,
@@ -71,17 +104,36 @@ def attribute_journey(
 ) -> ConversionAttribution:
     """Credits of `conversion` over a journey already built (build_journey)."""
     exponent = currency_exponent(conversion.currency) if conversion.currency else 0
-    credits = {
-        model: tuple(
-            allocate(
-                model_shares(model, journey, conversion, options, channel_weights),
-                conversion.value,
-                exponent,
-            )
-        )
-        for model in models
-    }
     anchor = opportunity_index(journey, conversion.opportunity_at, conversion.occurred_at)
+    fits: dict[AttributionModel, Hashable] = {
+        model: tuple(sorted(weights.items())) for model, weights in (channel_weights or {}).items()
+    }
+    credits: dict[AttributionModel, tuple[Credit, ...]] = {}
+    for model in models:
+        shape = _shape(model, journey, anchor, options, fits)
+        key = (shape, conversion.value, exponent)
+        found = _SHAPES.get(key) if shape is not None else None
+        if found is None:
+            if model.data_driven and channel_weights and model in channel_weights:
+                numerators = channel_weight_numerators(
+                    channel_path(journey), channel_weights[model]
+                )
+                found = tuple(
+                    allocate_numerators(numerators, sum(numerators), conversion.value, exponent)
+                )
+            else:
+                found = tuple(
+                    allocate(
+                        model_shares(model, journey, conversion, options, channel_weights),
+                        conversion.value,
+                        exponent,
+                    )
+                )
+            if shape is not None:
+                if len(_SHAPES) >= _MAX_SHAPES:
+                    _SHAPES.clear()
+                _SHAPES[key] = found
+        credits[model] = found
     return ConversionAttribution(conversion, journey, anchor, credits)
 
 

@@ -35,3 +35,28 @@ def shares_from_channel_weights(channels: Sequence[str], weights: Mapping[str, f
     if not total:
         return linear(len(channels))
     return tuple(per_touch[channel] / total for channel in channels)
+
+
+def channel_weight_numerators(channels: Sequence[str], weights: Mapping[str, float]) -> list[int]:
+    """Integers proportional to shares_from_channel_weights(channels, weights), position by
+    position (1 each when it would credit linearly): the same exact credit through
+    credit.allocate_numerators, without rational arithmetic on the hot path.
+
+    A float weight is n / 2^k; over the common denominator 2^K x lcm(touch counts), a touch
+    of channel c weighs n_c x 2^(K - k_c) x lcm / count_c.
+    """
+    if not channels:
+        return []
+    counts = Counter(channels)
+    ratios: dict[str, tuple[int, int]] = {}
+    for channel in counts:
+        weight = weights.get(channel, 0.0)
+        ratios[channel] = (
+            weight.as_integer_ratio() if math.isfinite(weight) and weight > 0 else (0, 1)
+        )
+    if not any(n for n, _ in ratios.values()):
+        return [1] * len(channels)
+    scale = max(d for _, d in ratios.values())  # denominators are powers of two
+    common = math.lcm(*counts.values())
+    per_touch = {c: n * (scale // d) * (common // counts[c]) for c, (n, d) in ratios.items()}
+    return [per_touch[c] for c in channels]
