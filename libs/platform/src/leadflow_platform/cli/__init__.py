@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from importlib.metadata import entry_points
 
 from leadflow_platform.cli import keys, tenants, up
 
@@ -29,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys.add_parser(commands)
     tenants.add_parser(commands)
+    # Services add their own commands (e.g. `leadflow routing`) through this entry point
+    # group: a function that takes the subparsers, like the modules above.
+    for entry in entry_points(group="leadflow.commands"):
+        entry.load()(commands)
     return parser
 
 
