@@ -1,0 +1,1 @@
+"""gRPC adapter: request checks, proto mapping, servicer."""
