@@ -261,6 +261,11 @@ class Condition:
     program: Any
     plan: ContextPlan
     reads: tuple[str, ...] = field(default=())
+    reads_key: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        # "\n" never occurs in a path: the key of the whole explanation in a decision's cache
+        object.__setattr__(self, "reads_key", "\n".join(self.reads) + "\n")
 
     def evaluate(self, ctx: Any) -> tuple[bool, str]:
         """(matched, error) in a context built with a plan that covers this one's."""
@@ -278,14 +283,30 @@ class Condition:
             return False, ""
         return False, f"condition evaluated to {_cel_type(result)}, not bool"
 
-    def explain(self, snapshot: LeadSnapshot, trigger: str, trigger_detail: str) -> str:
-        """The values the condition read, e.g. 'lead.score.total = 72.5; lead.grade = "b"'."""
+    def explain(
+        self,
+        snapshot: LeadSnapshot,
+        trigger: str,
+        trigger_detail: str,
+        cache: dict[str, str] | None = None,
+    ) -> str:
+        """The values the condition read, e.g. 'lead.score.total = 72.5; lead.grade = "b"'.
+        `cache` (one per decision) keeps each path's text, as rules share most paths."""
         if self.program is None:
             return "empty condition: matches every lead"
-        values = [
-            f"{path} = {_read(path, snapshot, trigger, trigger_detail)}" for path in self.reads
-        ]
-        return "; ".join(values)
+        if cache is None:
+            cache = {}
+        whole = cache.get(self.reads_key)
+        if whole is not None:
+            return whole
+        parts = []
+        for path in self.reads:
+            text = cache.get(path)
+            if text is None:
+                text = cache[path] = f"{path} = {_read(path, snapshot, trigger, trigger_detail)}"
+            parts.append(text)
+        whole = cache[self.reads_key] = "; ".join(parts)
+        return whole
 
 
 def _error_text(exc: Exception) -> str:

@@ -83,20 +83,93 @@ class DedupCheck:
     previous_routed_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+class Explainer:
+    """Explanations of one decision's conditions, made when first read (the audit record,
+    a trace): a decision evaluates hundreds of rules and most explanations are never read
+    on the hot path. Paths shared by rules are formatted once."""
+
+    __slots__ = ("_cache", "snapshot", "trigger", "trigger_detail")
+
+    def __init__(self, snapshot: LeadSnapshot, trigger: str, trigger_detail: str) -> None:
+        self.snapshot = snapshot
+        self.trigger = trigger
+        self.trigger_detail = trigger_detail
+        self._cache: dict[str, str] = {}
+
+    def explain(self, condition: Condition) -> str:
+        return condition.explain(self.snapshot, self.trigger, self.trigger_detail, self._cache)
+
+
 class RuleEvaluation:
-    rule_index: int
-    rule_id: str
-    condition: str
-    matched: bool
-    outcome: RuleOutcome
-    target_brand_id: str
-    continuation: Continuation
-    explanation: str = ""
-    error: str = ""
-    consent: ConsentCheck | None = None
-    dedup: DedupCheck | None = None
-    owner_selection: OwnerSelection | None = None
+    """One rule as evaluated. A plain slotted class (not a dataclass): a decision makes one
+    per evaluated rule, so construction cost counts; nothing changes it afterwards except
+    the owner selection `assign_owners` adds to a routed rule."""
+
+    __slots__ = (
+        "_condition",
+        "_explainer",
+        "_explanation",
+        "consent",
+        "dedup",
+        "error",
+        "matched",
+        "outcome",
+        "owner_selection",
+        "rule",
+        "rule_index",
+    )
+
+    def __init__(
+        self,
+        rule_index: int,
+        rule: Rule,
+        matched: bool,
+        outcome: RuleOutcome,
+        error: str = "",
+        *,
+        condition: Condition | None = None,
+        explainer: Explainer | None = None,
+        explanation: str = "",
+        consent: ConsentCheck | None = None,
+        dedup: DedupCheck | None = None,
+        owner_selection: OwnerSelection | None = None,
+    ) -> None:
+        self.rule_index = rule_index
+        self.rule = rule
+        self.matched = matched
+        self.outcome = outcome
+        self.error = error
+        self._condition = condition
+        self._explainer = explainer
+        self._explanation = explanation
+        self.consent = consent
+        self.dedup = dedup
+        self.owner_selection = owner_selection
+
+    @property
+    def rule_id(self) -> str:
+        return self.rule.id
+
+    @property
+    def condition(self) -> str:
+        return self.rule.condition
+
+    @property
+    def target_brand_id(self) -> str:
+        return self.rule.target_brand_id
+
+    @property
+    def continuation(self) -> Continuation:
+        return self.rule.continuation
+
+    @property
+    def explanation(self) -> str:
+        if not self._explanation and self._explainer is not None and self._condition is not None:
+            self._explanation = self._explainer.explain(self._condition)
+        return self._explanation
+
+    def __repr__(self) -> str:
+        return f"RuleEvaluation({self.rule_index}, {self.rule_id!r}, {self.outcome.short_name})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,22 +270,48 @@ def evaluate_rules(
     history = history or {}
     routed_brands: set[str] = set()
     out: list[RuleEvaluation] = []
-    tname = trigger.short_name
+    explainer = Explainer(snapshot, trigger.short_name, trigger_detail)
+    not_matched, errored = RuleOutcome.NOT_MATCHED, RuleOutcome.ERROR
     for index, (rule, condition) in enumerate(zip(config.rules, compiled.conditions, strict=True)):
         if rule.disabled:
-            out.append(_evaluation(index, rule, False, RuleOutcome.DISABLED))
+            out.append(
+                RuleEvaluation(
+                    index, rule, False, RuleOutcome.DISABLED, explanation="rule disabled"
+                )
+            )
             continue
-        matched, error = condition.evaluate(ctx)
-        explanation = condition.explain(snapshot, tname, trigger_detail)
+        # Condition.evaluate inlined for the common outcomes (hundreds per decision); it
+        # still turns errors and non-bool results into their recorded text.
+        program = condition.program
+        try:
+            result = True if program is None else program.execute(ctx)
+        except Exception:
+            result = None
+        if result is True:
+            matched, error = True, ""
+        elif result is False:
+            matched, error = False, ""
+        else:
+            matched, error = condition.evaluate(ctx)
         if not matched:
-            outcome = RuleOutcome.ERROR if error else RuleOutcome.NOT_MATCHED
-            out.append(_evaluation(index, rule, False, outcome, explanation, error))
+            outcome = errored if error else not_matched
+            out.append(
+                RuleEvaluation(
+                    index, rule, False, outcome, error, condition=condition, explainer=explainer
+                )
+            )
             continue
         consent = check_consent(snapshot, rule.target_brand_id, config.require_tracking_consent)
         if not consent.outcome.allowed:
             out.append(
-                _evaluation(
-                    index, rule, True, RuleOutcome.BLOCKED_BY_CONSENT, explanation, consent=consent
+                RuleEvaluation(
+                    index,
+                    rule,
+                    True,
+                    RuleOutcome.BLOCKED_BY_CONSENT,
+                    condition=condition,
+                    explainer=explainer,
+                    consent=consent,
                 )
             )
             continue
@@ -221,37 +320,20 @@ def evaluate_rules(
         if outcome is RuleOutcome.ROUTED:
             routed_brands.add(rule.target_brand_id)
         out.append(
-            _evaluation(index, rule, True, outcome, explanation, consent=consent, dedup=dedup)
+            RuleEvaluation(
+                index,
+                rule,
+                True,
+                outcome,
+                condition=condition,
+                explainer=explainer,
+                consent=consent,
+                dedup=dedup,
+            )
         )
         if rule.stops:
             break
     return tuple(out)
-
-
-def _evaluation(
-    index: int,
-    rule: Rule,
-    matched: bool,
-    outcome: RuleOutcome,
-    explanation: str = "",
-    error: str = "",
-    *,
-    consent: ConsentCheck | None = None,
-    dedup: DedupCheck | None = None,
-) -> RuleEvaluation:
-    return RuleEvaluation(
-        rule_index=index,
-        rule_id=rule.id,
-        condition=rule.condition,
-        matched=matched,
-        outcome=outcome,
-        target_brand_id=rule.target_brand_id,
-        continuation=rule.continuation,
-        explanation=explanation or ("rule disabled" if outcome is RuleOutcome.DISABLED else ""),
-        error=error,
-        consent=consent,
-        dedup=dedup,
-    )
 
 
 def _dedup(
@@ -306,7 +388,8 @@ def assign_owners(
             at,
             fixed_owner_id=rule.fixed_owner_id,
         )
-        out.append(replace(evaluation, owner_selection=selection))
+        evaluation.owner_selection = selection
+        out.append(evaluation)
         routes.append(
             Route(
                 rule_id=rule.id,
