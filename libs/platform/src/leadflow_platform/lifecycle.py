@@ -33,6 +33,7 @@ from leadflow_platform.nats.bus import Bus
 from leadflow_platform.nats.consumer import Consumer, ConsumerSpec, Handler
 from leadflow_platform.nats.outbox import OutboxRelay
 from leadflow_platform.nats.reconcile import reconcile_outbox
+from leadflow_platform.nats.streams import stream_for
 from leadflow_platform.provision import stream_limits
 from leadflow_platform.service import ServiceSpec, tenancy_migrations
 from leadflow_platform.settings import Settings
@@ -208,6 +209,8 @@ class Runtime:
             if not shares_port:
                 await self._connect()
             for consumer_spec, handler in self._consumer_specs:
+                # A consumer may start before its producer ever ran: its stream must exist.
+                await self.bus.ensure_stream(stream_for(consumer_spec.stream.lower()))
                 consumer = Consumer(consumer_spec, handler, pool=self.pool, bus=self.bus)
                 await consumer.provision()
                 self._consumers.append(consumer)
