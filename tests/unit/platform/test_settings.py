@@ -66,10 +66,10 @@ def test_a_service_needs_both_servers():
 
 def test_readme_documents_every_setting_and_no_other():
     from leadflow_ingest.config import SETTINGS as INGEST_SETTINGS
+    from leadflow_routing.config import SETTINGS as ROUTING_SETTINGS
     from leadflow_scoring.config import SETTINGS as SCORING_SETTINGS
 
     documented = set(re.findall(r"^\| `(LEADFLOW_[A-Z_]+)`", README.read_text(), re.MULTILINE))
-    declared = {
-        s.env for s in (*SETTINGS.values(), *INGEST_SETTINGS.values(), *SCORING_SETTINGS.values())
-    }
+    services = (INGEST_SETTINGS, SCORING_SETTINGS, ROUTING_SETTINGS)
+    declared = {s.env for s in (*SETTINGS.values(), *(v for m in services for v in m.values()))}
     assert documented == declared
