@@ -65,11 +65,12 @@ def test_a_service_needs_both_servers():
 
 
 def test_readme_documents_every_setting_and_no_other():
+    from leadflow_attribution.config import SETTINGS as ATTRIBUTION_SETTINGS
     from leadflow_ingest.config import SETTINGS as INGEST_SETTINGS
     from leadflow_routing.config import SETTINGS as ROUTING_SETTINGS
     from leadflow_scoring.config import SETTINGS as SCORING_SETTINGS
 
     documented = set(re.findall(r"^\| `(LEADFLOW_[A-Z_]+)`", README.read_text(), re.MULTILINE))
-    services = (INGEST_SETTINGS, SCORING_SETTINGS, ROUTING_SETTINGS)
+    services = (INGEST_SETTINGS, SCORING_SETTINGS, ATTRIBUTION_SETTINGS, ROUTING_SETTINGS)
     declared = {s.env for s in (*SETTINGS.values(), *(v for m in services for v in m.values()))}
     assert documented == declared

@@ -778,11 +778,9 @@ async def journey_page(
     limit: int,
 ) -> list[tuple[JourneyCursor, TouchpointRow | ConversionRow | StageChangeRow]]:
     """Up to `limit` entries after `cursor`, ordered by (occurred_at, id, kind)."""
-    low = since or datetime.min.replace(tzinfo=None)
     bounds = " AND ($3::timestamptz IS NULL OR occurred_at >= $3)"
     bounds += " AND ($4::timestamptz IS NULL OR occurred_at < $4)"
     base = [tenant_id, list(subject_keys), since, until]
-    del low
     entries: list[tuple[JourneyCursor, TouchpointRow | ConversionRow | StageChangeRow]] = []
     after, extra = _after(cursor, 0, "event_id")
     for r in await conn.fetch(
