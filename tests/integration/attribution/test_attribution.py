@@ -9,7 +9,7 @@ from decimal import Decimal
 import grpc
 import pytest
 from attribution_support import published
-from harness import eventually
+from harness import auth, eventually, new_key
 from ingest_support import event, now
 
 from leadflow.attribution.v1 import attribution_service_pb2 as pb
@@ -121,6 +121,14 @@ async def test_a_purchase_is_credited_under_every_heuristic_model(suite):
     assert [a.model for a in message.attributions] == [FIRST, LAST, LINEAR, DECAY, U, W]
     linear = next(a for a in message.attributions if a.model == LINEAR)
     assert [c.share_decimal for c in linear.credits] == [c[1] for c in credits_of(reply, LINEAR)]
+
+    # Another tenant never sees it.
+    other = await new_key(suite.settings.database_url, "other-portfolio", "read")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await suite.attribution.GetAttribution(
+            pb.GetAttributionRequest(conversion_id="lead-a-buy"), metadata=auth(other)
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def _attributed(suite, conversion_id: str):
