@@ -7,10 +7,27 @@ engine can be checked against it.
 
 from __future__ import annotations
 
+import contextlib
+import random
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from harness import auth, eventually, new_key, running
+from ingest_support import event
+
+from leadflow.ingest.v1 import ingest_service_pb2 as ingest_pb
+from leadflow.ingest.v1 import ingest_service_pb2_grpc
+from leadflow.reporting.v1 import reporting_service_pb2_grpc
+from leadflow_ingest.app import SPEC as INGEST_SPEC
+from leadflow_platform.grpc.client import open_channel
+from leadflow_platform.lifecycle import Runtime
+from leadflow_platform.settings import Settings
+from leadflow_reporting.app import SPEC as REPORTING_SPEC
+from leadflow_reporting.events.consumers import DURABLE
 
 EXCLUSION_BIT = 16
 
@@ -155,3 +172,256 @@ def reference_funnel(
             subject, len(best), [rows[i].time for i in best], [rows[i].row for i in best]
         )
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Ingest and reporting running together
+# ---------------------------------------------------------------------------------------
+
+TENANT = "371minds"
+
+
+@dataclass
+class Suite:
+    """Ingest and reporting in this process, with clients and an admin key."""
+
+    ingest_runtime: Runtime
+    reporting_runtime: Runtime
+    ingest: ingest_service_pb2_grpc.IngestServiceStub
+    reporting: reporting_service_pb2_grpc.ReportingServiceStub
+    key: str
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return auth(self.key)
+
+    async def track(self, events: Sequence[Any], batch: int = 500) -> None:
+        for i in range(0, len(events), batch):
+            reply = await self.ingest.TrackBatch(
+                ingest_pb.TrackBatchRequest(events=list(events[i : i + batch])),
+                metadata=self.metadata,
+            )
+            assert reply.rejected == 0, [r.violations for r in reply.results if r.violations]
+
+    async def alias(self, anonymous_id: str, lead_id: str) -> None:
+        await self.ingest.Alias(
+            ingest_pb.AliasRequest(anonymous_id=anonymous_id, lead_id=lead_id),
+            metadata=self.metadata,
+        )
+
+    async def erase(self, lead_id: str) -> None:
+        await self.ingest.EraseSubject(
+            ingest_pb.EraseSubjectRequest(lead_id=lead_id, reason="test erasure"),
+            metadata=self.metadata,
+        )
+
+    async def applied(self) -> None:
+        """Wait until reporting has applied every message ingest published."""
+        bus = self.ingest_runtime.bus
+
+        async def caught_up() -> bool:
+            pending = await self.ingest_runtime.pool.fetchval(
+                "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+            )
+            if pending:
+                return False
+            stream = await bus.js.stream_info(bus.stream_name("INGEST"))
+            info = await bus.js.consumer_info(bus.stream_name("INGEST"), bus.consumer_name(DURABLE))
+            return info.ack_floor.stream_seq >= stream.state.last_seq
+
+        await eventually(caught_up, timeout=60)
+
+    @property
+    def pool(self) -> Any:
+        """A pool on the reporting schema."""
+        return self.reporting_runtime.pool
+
+
+@contextlib.asynccontextmanager
+async def suite(settings: Settings) -> AsyncIterator[Suite]:
+    key = await new_key(settings.database_url, TENANT, "admin")
+    async with contextlib.AsyncExitStack() as stack:
+        ingest_runtime = await stack.enter_async_context(running(INGEST_SPEC, settings))
+        reporting_runtime = await stack.enter_async_context(running(REPORTING_SPEC, settings))
+        ingest_channel = await stack.enter_async_context(
+            open_channel(f"127.0.0.1:{ingest_runtime.port}")
+        )
+        reporting_channel = await stack.enter_async_context(
+            open_channel(f"127.0.0.1:{reporting_runtime.port}")
+        )
+        yield Suite(
+            ingest_runtime,
+            reporting_runtime,
+            ingest_service_pb2_grpc.IngestServiceStub(ingest_channel),
+            reporting_service_pb2_grpc.ReportingServiceStub(reporting_channel),
+            key,
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# A generated portfolio with known conversion behaviour
+# ---------------------------------------------------------------------------------------
+
+BRANDS = ("modumind", "stacksense", "epicquest")
+# source -> (P(form | visit), P(signup | form), P(purchase | signup))
+SOURCES = {
+    "email": (0.6, 0.6, 0.5),
+    "google": (0.5, 0.4, 0.3),
+    "twitter": (0.3, 0.2, 0.1),
+    "direct": (0.4, 0.5, 0.4),
+}
+
+
+@dataclass(frozen=True)
+class GenEvent:
+    event_id: str
+    person: str  # the person as reporting counts them once every alias is applied
+    lead_id: str
+    anonymous_id: str
+    type: str
+    at: datetime
+    brand: str
+    source: str
+    plan: str
+
+
+@dataclass
+class Generated:
+    start: datetime
+    end: datetime
+    events: list[GenEvent]
+    aliases: list[tuple[str, str]]  # (anonymous id, lead id)
+
+    def track_events(self) -> list[Any]:
+        return [
+            event(
+                e.event_id,
+                type=e.type,
+                lead_id=e.lead_id,
+                anonymous_id=e.anonymous_id,
+                brand_id=e.brand,
+                occurred_at=e.at,
+                marketing={"source": e.source, "channel": e.source},
+                properties={"plan": e.plan},
+            )
+            for e in self.events
+        ]
+
+
+def generate(subjects: int, *, seed: int = 7, start: datetime | None = None) -> Generated:
+    """Subjects visit (page views), then maybe submit a form, sign up and buy, with the
+    conversion rates of their source; clicks and downloads fall in between (noise, strict
+    breakers, exclusions). Some subjects are anonymous, some of those aliased to a lead."""
+    rng = random.Random(seed)
+    day = timedelta(days=1)
+    start = start or (datetime.now(UTC) - 40 * day).replace(microsecond=0)
+    end = start + 30 * day
+    events: list[GenEvent] = []
+    aliases: list[tuple[str, str]] = []
+    for n in range(subjects):
+        source = rng.choice(list(SOURCES))
+        brand = BRANDS[n % len(BRANDS)]
+        kind = rng.random()
+        lead, anon = f"lead-{n}", f"anon-{n}"
+        if kind < 0.7:
+            ids = [(lead, "")] * 2
+            person = lead
+        elif kind < 0.85:
+            ids = [("", anon), (lead, "")]  # anonymous first, then known: aliased
+            aliases.append((anon, lead))
+            person = lead
+        else:
+            ids = [("", anon)] * 2
+            person = anon
+        events += _person(rng, n, person, ids, brand, source, start)
+    return Generated(start, end, events, aliases)
+
+
+def _person(
+    rng: random.Random,
+    n: int,
+    person: str,
+    ids: list[tuple[str, str]],
+    brand: str,
+    source: str,
+    start: datetime,
+) -> list[GenEvent]:
+    """One person's events: ids[0] (lead, anonymous) before the form, ids[1] from it on."""
+    events: list[GenEvent] = []
+    plan = rng.choice(["free", "pro"])
+
+    def add(kind: str, at: datetime, part: int) -> None:
+        lead_id, anonymous_id = ids[part]
+        events.append(
+            GenEvent(
+                f"e{n}-{len(events)}", person, lead_id, anonymous_id, kind, at, brand, source, plan
+            )
+        )
+
+    p_form, p_signup, p_buy = SOURCES[source]
+    t = start + timedelta(seconds=rng.randrange(int(30 * 86400 * 0.9)))
+    for _ in range(rng.randint(1, 3)):
+        add("page_view", t, 0)
+        if rng.random() < 0.3:
+            add("click", t + timedelta(seconds=rng.randint(1, 600)), 0)
+        t += timedelta(seconds=rng.randint(60, 3 * 86400))
+    if rng.random() < 0.1:
+        add("content_downloaded", t, 0)
+        t += timedelta(seconds=rng.randint(1, 3600))
+    if rng.random() >= p_form:
+        return events
+    add("form_submitted", t, 1)
+    if rng.random() < 0.2:
+        add("click", t + timedelta(seconds=rng.randint(1, 60)), 1)
+    # Some signups come late: past a 7-day window, some past 14 days.
+    late = rng.choice([rng.randint(1, 86400), rng.randint(86400, 12 * 86400)])
+    t += timedelta(seconds=late)
+    if rng.random() >= p_signup:
+        return events
+    add("signup", t, 1)
+    t += timedelta(seconds=rng.randint(60, 5 * 86400))
+    if rng.random() < p_buy:
+        add("purchase", t, 1)
+    return events
+
+
+def reference_over(
+    data: Generated,
+    steps: Sequence[Callable[[GenEvent], bool]],
+    *,
+    window: timedelta,
+    order: str = "sequential",
+    exclusions: Sequence[tuple[Callable[[GenEvent], bool], int, int]] = (),
+    brands: Sequence[str] = (),
+) -> tuple[RefFunnel, dict[int, GenEvent]]:
+    """The reference funnel over the generated events (persons numbered), with the events
+    by row so breakdown values can be read from them."""
+    people: dict[str, int] = {}
+    rows: list[RefEvent] = []
+    by_row: dict[int, GenEvent] = {}
+    for e in data.events:
+        if not data.start <= e.at < data.end or (brands and e.brand not in brands):
+            continue
+        matched = frozenset(k for k, s in enumerate(steps) if s(e))
+        excluded = frozenset(j for j, (s, _, _) in enumerate(exclusions) if s(e))
+        if order != "strict" and not matched and not excluded:
+            continue
+        row = len(rows)
+        by_row[row] = e
+        rows.append(
+            RefEvent(
+                people.setdefault(e.person, len(people)),
+                int(e.at.timestamp() * 1_000_000),
+                matched,
+                excluded,
+                row,
+            )
+        )
+    ref = reference_funnel(
+        rows,
+        steps=len(steps),
+        window=int(window.total_seconds() * 1_000_000),
+        order=order,
+        exclusions=[(j, lo, hi) for j, (_, lo, hi) in enumerate(exclusions)],
+    )
+    return ref, by_row

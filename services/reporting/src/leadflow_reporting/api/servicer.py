@@ -1,0 +1,125 @@
+"""The ReportingService gRPC adapter: check the request, call the use case, map the answer.
+Reports not built yet answer UNIMPLEMENTED, naming themselves."""
+
+from __future__ import annotations
+
+import grpc
+
+from leadflow.reporting.v1 import reporting_service_pb2 as pb
+from leadflow.reporting.v1 import reporting_service_pb2_grpc
+from leadflow_platform.errors import FieldViolation, InvalidArgument, ServiceError
+from leadflow_platform.grpc import current_principal
+from leadflow_reporting.api import mapping
+from leadflow_reporting.api.validation import funnel_query
+from leadflow_reporting.domain.query import FunnelQuery
+from leadflow_reporting.funnels import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Funnels, fingerprint
+
+
+class NotBuiltYet(ServiceError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+    def __init__(self, rpc: str) -> None:
+        super().__init__(f"{rpc} is not available in this version of reporting")
+
+
+def _funnel(request: pb.RunFunnelRequest | pb.ListFunnelDropOffsRequest) -> FunnelQuery:
+    if not request.HasField("funnel"):
+        raise InvalidArgument.field("funnel", "is required")
+    return funnel_query(request.funnel)
+
+
+class ReportingServicer(reporting_service_pb2_grpc.ReportingServiceServicer):
+    def __init__(self, funnels: Funnels) -> None:
+        self._funnels = funnels
+
+    async def RunFunnel(self, request, context):
+        query = _funnel(request)
+        answer = await self._funnels.run(current_principal().tenant_id, query)
+        return mapping.funnel_response(answer)
+
+    async def ListFunnelDropOffs(self, request, context):
+        bad: list[FieldViolation] = []
+        try:
+            query = _funnel(request)
+        except InvalidArgument as exc:
+            bad += exc.violations
+            query = None
+        steps = len(request.funnel.steps)
+        if not 1 <= request.step_index < max(steps, 2):
+            bad.append(FieldViolation("step_index", f"must be in 1..{max(steps - 1, 1)}"))
+        if request.HasField("breakdown_value") and not request.funnel.HasField("breakdown"):
+            bad.append(FieldViolation("breakdown_value", "needs funnel.breakdown"))
+        size = request.page.page_size
+        if not 0 <= size <= MAX_PAGE_SIZE:
+            bad.append(FieldViolation("page.page_size", f"must be in 0..{MAX_PAGE_SIZE}"))
+        if bad:
+            raise InvalidArgument(*bad)
+        assert query is not None
+        value = request.breakdown_value if request.HasField("breakdown_value") else None
+        page = await self._funnels.drop_offs(
+            current_principal().tenant_id,
+            query,
+            request.step_index,
+            value,
+            size or DEFAULT_PAGE_SIZE,
+            request.page.page_token,
+            fingerprint(
+                request.funnel.SerializeToString(deterministic=True),
+                str(request.step_index).encode(),
+                b"" if value is None else b"=" + value.encode(),
+            ),
+        )
+        return mapping.drop_offs_response(page)
+
+    # Reports of later slices.
+    async def GetRealTime(self, request, context):
+        raise NotBuiltYet("GetRealTime")
+
+    async def GetPaths(self, request, context):
+        raise NotBuiltYet("GetPaths")
+
+    async def GetJourney(self, request, context):
+        raise NotBuiltYet("GetJourney")
+
+    async def GetRetention(self, request, context):
+        raise NotBuiltYet("GetRetention")
+
+    async def GetLeadQuality(self, request, context):
+        raise NotBuiltYet("GetLeadQuality")
+
+    async def GetLifecycleFunnel(self, request, context):
+        raise NotBuiltYet("GetLifecycleFunnel")
+
+    async def GetEngagement(self, request, context):
+        raise NotBuiltYet("GetEngagement")
+
+    async def GetAttributionSummary(self, request, context):
+        raise NotBuiltYet("GetAttributionSummary")
+
+    async def GetSourceInsights(self, request, context):
+        raise NotBuiltYet("GetSourceInsights")
+
+    async def GetBestPostingHour(self, request, context):
+        raise NotBuiltYet("GetBestPostingHour")
+
+    async def GetAbTest(self, request, context):
+        raise NotBuiltYet("GetAbTest")
+
+    async def GetPortfolioMetrics(self, request, context):
+        raise NotBuiltYet("GetPortfolioMetrics")
+
+    async def GetWeeklyReport(self, request, context):
+        raise NotBuiltYet("GetWeeklyReport")
+
+    async def Export(self, request, context):
+        raise NotBuiltYet("Export")
+        yield  # a server stream
+
+    async def PutAlertConfig(self, request, context):
+        raise NotBuiltYet("PutAlertConfig")
+
+    async def GetAlertConfig(self, request, context):
+        raise NotBuiltYet("GetAlertConfig")
+
+    async def ListAlerts(self, request, context):
+        raise NotBuiltYet("ListAlerts")

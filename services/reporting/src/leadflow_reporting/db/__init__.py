@@ -1,0 +1,1 @@
+"""The reporting read model and its queries."""

@@ -1,0 +1,1 @@
+"""What reporting consumes from the bus."""
