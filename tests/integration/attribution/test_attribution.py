@@ -466,3 +466,25 @@ async def test_unknown_conversion_and_subject_are_not_found(suite):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_retention_deletes_rows_older_than_the_tenant_retention(suite):
+    from leadflow_attribution.jobs.retention import delete_expired
+
+    start = now() - timedelta(days=2)
+    await suite.track(
+        *touches("lead-r", start, [("email", "")]),
+        event("lead-r-buy", type="signup", lead_id="lead-r", occurred_at=start + timedelta(days=1)),
+    )
+    await suite.applied()
+    runtime = suite.attribution_runtime
+    assert await delete_expired(runtime.pool, runtime.tenants, now()) == {}
+    later = now() + timedelta(days=366)
+    deleted = await delete_expired(runtime.pool, runtime.tenants, later)
+    counts = deleted["371minds"]
+    assert counts["touchpoints"] >= 1 and counts["conversions"] >= 1 and counts["credits"] >= 6
+    left = await suite.pool.fetchval(
+        "SELECT (SELECT count(*) FROM touchpoints) + (SELECT count(*) FROM conversions)"
+        " + (SELECT count(*) FROM credits) + (SELECT count(*) FROM stage_changes)"
+    )
+    assert left == 0

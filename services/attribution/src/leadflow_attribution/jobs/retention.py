@@ -1,19 +1,22 @@
 """Delete attribution rows older than each tenant's retention (default 365 days):
 touchpoints and stage changes by when they happened, conversions (with their credits) by
-when they converted, and published outbox rows. One replica at a time (advisory lock)."""
+when they converted, published outbox rows, and cached fits of ranges no one asked for in a
+day. One replica at a time (advisory lock)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
+from leadflow_attribution.db import fits
 from leadflow_attribution.domain.policy import tenant_policy
 from leadflow_platform.logging import get_logger
 from leadflow_platform.tenancy.store import TenantDirectory
 
 log = get_logger(__name__)
 LOCK_KEY = 0x1EADF10E_0005
+UNUSED_FIT = timedelta(days=1)
 DELETES = {
     "credits": "DELETE FROM credits k USING conversions c WHERE k.tenant_id = $1"
     " AND c.tenant_id = $1 AND c.conversion_id = k.conversion_id AND c.occurred_at < $2",
@@ -47,6 +50,8 @@ async def delete_expired(
                             " WHERE tenant_id = $1",
                             tenant_id,
                         )
+                # Fits of ad hoc ranges nobody asked for in a day go; rolling ones stay.
+                counts["fits"] = await fits.forget_unused(conn, tenant_id, now - UNUSED_FIT)
                 if any(counts.values()):
                     deleted[tenant_id] = counts
                     log.info("retention_deleted", tenant_id=tenant_id, **counts)
