@@ -66,11 +66,13 @@ class Funnels:
         self, conn: asyncpg.Connection, tenant_id: str, query: FunnelQuery
     ) -> tuple[Entries, list[str] | None]:
         try:
-            rows, ids = await funnel_rows.fetch(conn, tenant_id, query)
+            rows, ids = await funnel_rows.fetch(
+                conn, tenant_id, query, with_ids=query.breakdown is not None
+            )
         except asyncpg.InvalidRegularExpressionError as exc:
             raise InvalidArgument.field("funnel", f"a regex filter is not valid: {exc}") from None
         entries = enter(rows, query.shape)
-        if query.breakdown is None:
+        if query.breakdown is None or ids is None:
             return entries, None
         chosen = ids[attribution_rows(entries, query.attribution, query.attribution_step)]
         found = await funnel_rows.breakdown_values(conn, tenant_id, query, chosen)
