@@ -35,6 +35,9 @@ from leadflow_platform.logging import configure_logging  # noqa: E402
 from leadflow_platform.settings import Settings  # noqa: E402
 from leadflow_platform.telemetry import configure_tracing  # noqa: E402
 
+# JetStream reserves every stream's cap on disk; tests create many streams at once, on
+# machines whose disks may be small.
+TEST_STREAM_MAX_BYTES = 64 * 1024**2
 _SPANS = InMemorySpanExporter()
 configure_logging(level="info", fmt="json")
 configure_tracing("tests", processors=[SimpleSpanProcessor(_SPANS)])
@@ -126,6 +129,7 @@ def settings(infra: Infra, database_url: str, bus_namespace: str) -> Settings:
         outbox_poll_seconds=0.2,
         auth_cache_seconds=0.2,
         db_pool_min_size=1,
+        stream_max_bytes=TEST_STREAM_MAX_BYTES,
     )
 
 

@@ -21,6 +21,7 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
             "LEADFLOW_DATABASE_URL": settings.database_url,
             "LEADFLOW_NATS_URL": settings.nats_url,
             "LEADFLOW_BUS_NAMESPACE": settings.bus_namespace,
+            "LEADFLOW_STREAM_MAX_BYTES": str(settings.stream_max_bytes),
             "LEADFLOW_GRPC_HOST": "127.0.0.1",
             "LEADFLOW_CONSUMER_BACKOFF_SECONDS": "0.05,0.1,0.2,0.4",
             "LEADFLOW_OUTBOX_POLL_SECONDS": "0.2",

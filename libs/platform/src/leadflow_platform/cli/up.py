@@ -41,6 +41,7 @@ from leadflow_platform.settings import Settings
 
 console = Console(stderr=True)
 HEALTH_TIMEOUT_SECONDS = 90.0
+EMBEDDED_STREAM_MAX_BYTES = 512 * 1024**2
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -84,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
             nats = EmbeddedNats(data_dir).start(tied_to_parent=True)
             nats_url = nats.url
         stack_settings = settings.with_overrides(database_url=database_url, nats_url=nats_url)
+        if nats is not None and "LEADFLOW_STREAM_MAX_BYTES" not in os.environ:
+            # JetStream reserves each stream's cap on disk up front; a laptop's embedded
+            # server cannot reserve the production default for every stream.
+            stack_settings = stack_settings.with_overrides(
+                stream_max_bytes=EMBEDDED_STREAM_MAX_BYTES
+            )
         console.print("applying migrations and provisioning streams...")
         asyncio.run(provision_all(stack_settings, list(services.values())))
 
@@ -147,6 +154,7 @@ def _spawn(
         "LEADFLOW_GRPC_HOST": host,
         "LEADFLOW_GRPC_PORT": port,
         "LEADFLOW_DATA_DIR": str(data_dir),
+        "LEADFLOW_STREAM_MAX_BYTES": str(settings.stream_max_bytes),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "leadflow_platform.cli", "serve", spec.name],
