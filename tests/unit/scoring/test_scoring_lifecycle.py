@@ -133,7 +133,7 @@ def test_transition_records_time_and_touchpoints_of_the_previous_stage():
     assert record.touchpoint_event_ids == ("t1", "t2")
     assert record.touchpoint_count == 2
     assert record.at == NOW + 5 * HOUR
-    assert new_visit == StageVisit(S.QUALIFIED, NOW + 5 * HOUR)
+    assert new_visit == StageVisit(S.QUALIFIED, NOW + 5 * HOUR, entered_by="f1")
     assert time_in_stage(new_visit, NOW + 7 * HOUR) == 2 * HOUR
 
 

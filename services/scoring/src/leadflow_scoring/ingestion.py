@@ -136,7 +136,11 @@ class Ingestion:
             visitor = visitors[anonymous_id]
             for e in sorted_events(e for e in events if e.event_id in fresh):
                 visitor.features = apply_event(visitor.features, e, model)
-                if visitor.first_seen_at is None or e.occurred_at < visitor.first_seen_at:
+                key = (e.occurred_at, e.event_id)
+                if visitor.first_seen_at is None or key < (
+                    visitor.first_seen_at,
+                    visitor.first_event_id,
+                ):
                     visitor.first_seen_at, visitor.first_event_id = e.occurred_at, e.event_id
             touched.append(visitor)
         await _save_visitors(conn, tenant_id, touched)
@@ -155,6 +159,7 @@ class Ingestion:
             conn, tenant_id, [lead_id], now=now, create=True, first_seen={lead_id: (at, "")}
         )
         state = states[lead_id]
+        state.seen((at, ""))
         state.features = apply_profile(state.features, inputs.profile(message.profile), at)
         state.features = apply_consent(state.features, inputs.consent(message.consent))
         await self._leads.save(
@@ -188,6 +193,7 @@ class Ingestion:
                 conn, tenant_id, [lead_id], now=now, create=True, first_seen={lead_id: (at, "")}
             )
             state = states[lead_id]
+            state.seen((at, ""))
             state.features = apply_consent(state.features, consent)
             await self._leads.save(
                 conn,
@@ -234,15 +240,15 @@ class Ingestion:
             if state.created:  # nothing else to record for it
                 await self._leads.save(conn, tenant_id, [state], model, now=now, cause="alias")
             return
+        state.seen(first)
         visitors = await self._lock_visitors(conn, tenant_id, [anonymous_id], model, create=False)
         visitor = visitors.get(anonymous_id)
         if visitor is not None:
             state.features = merge_features(state.features, visitor.features)
-            # Its touchpoints now count in the lead's stage, and its events' rules apply.
-            rule_types = list(model.lifecycle.by_event_type)
-            history = await repo.visitor_events(conn, tenant_id, [anonymous_id], types=rule_types)
-            state.apply_events(history.get(anonymous_id, ()), model, count_activity=False)
-            await repo.reassign_events(conn, tenant_id, anonymous_id, lead_id)
+            # Its events are now the lead's: its touchpoints count in the lead's stages and
+            # its events' rules apply, as if they had come with the lead id.
+            if await repo.reassign_events(conn, tenant_id, anonymous_id, lead_id):
+                state.replay_after(first)
             await repo.delete_visitor(conn, tenant_id, anonymous_id)
         state.causation_id = message.metadata.event_id
         await self._leads.save(conn, tenant_id, [state], model, now=now, cause="alias")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -35,15 +35,22 @@ from leadflow_scoring.domain.features import (
     rebuild,
 )
 from leadflow_scoring.domain.lifecycle import (
+    EventKey,
+    LifecycleRules,
     LifecycleStage,
     StageVisit,
     Transition,
     TransitionTrigger,
     auto_transition,
     enter_initial,
+    entry_key,
+    fits_in_order,
     record_touchpoint,
+    replay,
     rule_reason,
+    shapes_lifecycle,
     transition,
+    visit_after,
 )
 from leadflow_scoring.domain.model import ScoringModel
 from leadflow_scoring.domain.score import Grade, LeadScore, Temperature, compute_score
@@ -51,19 +58,30 @@ from leadflow_scoring.events import published
 from leadflow_scoring.model_store import ModelStore
 
 _ONE_SECOND = timedelta(seconds=1)
+FROM_FIRST_SIGHTING: EventKey = (datetime.min.replace(tzinfo=UTC), "")
+"""A replay point before every event: the lifecycle is replayed from the lead's entry."""
 
 
 @dataclass(slots=True)
 class LeadState:
-    """A locked lead in memory. `previous` is its stored score (None for a new lead)."""
+    """A locked lead in memory. `previous` is its stored score (None for a new lead);
+    `first_seen` the (time, event id) it was first seen at (the earliest of its events,
+    profile, consent and alias messages). `transitions` are to be recorded, of which the
+    ids in `quiet` were announced before (a replay recording them again), replacing the
+    stored ones in `dropped`. `replay_from`: the lifecycle is to be replayed from the
+    events at and after this key (an event arrived after events it precedes)."""
 
     lead_id: str
     features: LeadFeatures
     visit: StageVisit
     previous: ScoreSummary | None
     created: bool
+    first_seen: EventKey
     transitions: list[tuple[str, Transition]] = field(default_factory=list)
     causation_id: str = ""
+    replay_from: EventKey | None = None
+    dropped: list[str] = field(default_factory=list)
+    quiet: set[str] = field(default_factory=set)
 
     def move(
         self,
@@ -90,28 +108,44 @@ class LeadState:
         self.transitions.append(entry)
         return entry
 
-    def apply_events(
-        self, events: Iterable[ActivityEvent], model: ScoringModel, *, count_activity: bool = True
-    ) -> None:
-        """Count events (oldest first): each touchpoint in the current stage, then its
-        activity, then the lifecycle rule it triggers. Without `count_activity`, only the
-        lifecycle part (for a merged visitor's events, whose activity came with its
-        features)."""
+    def seen(self, key: EventKey) -> None:
+        """Something of the lead happened at `key`: before its first sighting, the lead
+        entered `new` earlier than recorded and its lifecycle is replayed."""
+        if key < self.first_seen:
+            self.first_seen = key
+            self.replay_after(FROM_FIRST_SIGHTING)
+
+    def replay_after(self, key: EventKey) -> None:
+        self.replay_from = key if self.replay_from is None else min(self.replay_from, key)
+
+    def apply_events(self, events: Iterable[ActivityEvent], model: ScoringModel) -> None:
+        """Count events (oldest first): each touchpoint in the current stage and the
+        lifecycle rule it triggers, then its activity. An event that arrived after events
+        it precedes and would change what they did schedules a replay instead (done by
+        Leads.save, from the stored events, which must include these)."""
         rules = model.lifecycle
         for event in events:
-            if event.channel is not None:
-                self.visit = record_touchpoint(self.visit, event.event_id, event.occurred_at)
-            if count_activity:
-                self.features = apply_event(self.features, event, model)
-            target = auto_transition(self.visit.stage, event.type, rules)
-            if target is not None:
-                self.move(
-                    target,
-                    event.occurred_at,
-                    reason=rule_reason(event.type, target),
-                    trigger=TransitionTrigger.RULE,
-                    triggering_event_id=event.event_id,
-                )
+            key = (event.occurred_at, event.event_id)
+            self.seen(key)
+            if self.replay_from is None and shapes_lifecycle(event.type, event.channel, rules):
+                last = self.features.activity.anchor
+                if not fits_in_order(self.visit, key, event.type, rules, last):
+                    self.replay_from = key
+                else:
+                    if event.channel is not None:
+                        self.visit = record_touchpoint(
+                            self.visit, event.event_id, event.occurred_at
+                        )
+                    target = auto_transition(self.visit.stage, event.type, rules)
+                    if target is not None:
+                        self.move(
+                            target,
+                            event.occurred_at,
+                            reason=rule_reason(event.type, target),
+                            trigger=TransitionTrigger.RULE,
+                            triggering_event_id=event.event_id,
+                        )
+            self.features = apply_event(self.features, event, model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +191,12 @@ class Leads:
             if lead_id in created:
                 at, first_event = (first_seen or {}).get(lead_id, (now, ""))
                 initial, visit = enter_initial(at, first_event)
-                state = LeadState(lead_id, empty_features(model), visit, None, True)
+                state = LeadState(
+                    lead_id, empty_features(model), visit, None, True, (at, first_event)
+                )
                 state.transitions.append((str(uuid.uuid4()), initial))
             else:
+                seen_at = row["first_seen_at"]
                 state = LeadState(
                     lead_id,
                     codec.features_from_json(row["features"]),
@@ -168,11 +205,15 @@ class Leads:
                         row["stage_entered_at"],
                         row["visit_touchpoints"],
                         row["visit_touchpoint_count"],
+                        row["stage_entered_by"],
                     ),
                     ScoreSummary(
                         row["total"], Grade(row["grade"]), Temperature(row["temperature"])
                     ),
                     False,
+                    (row["stage_entered_at"], "")
+                    if seen_at is None
+                    else (seen_at, row["first_seen_event_id"]),
                 )
             states[lead_id] = state
         stale = [s for s in states.values() if needs_rebuild(s.features, model)]
@@ -193,8 +234,11 @@ class Leads:
         cause: str,
         causation_id: str = "",
     ) -> list[Scored]:
-        """Rescore the leads as of `now` and store everything; returns the new scores."""
+        """Replay the lifecycles that need it, rescore the leads as of `now` and store
+        everything; returns the new scores."""
+        await self._replay(conn, tenant_id, states, model)
         rows: list[repo.LeadRow] = []
+        dropped: list[str] = []
         history: list[repo.HistoryRow] = []
         transitions: list[repo.TransitionRow] = []
         outbox: list[OutboxMessage] = []
@@ -204,8 +248,11 @@ class Leads:
             verdict = score_changes(s.previous, score)
             message = mapping.lead_score_message(s.lead_id, score)
             cause_id = s.causation_id or causation_id
+            dropped.extend(s.dropped)
             for transition_id, t in s.transitions:
                 transitions.append(_transition_row(transition_id, s.lead_id, t))
+                if transition_id in s.quiet:
+                    continue
                 outbox.append(
                     published.stage_changed(
                         tenant_id, s.lead_id, transition_id, t, score.home_brand_id
@@ -239,8 +286,11 @@ class Leads:
                     codec.features_to_json(s.features),
                     visit.stage.value,
                     visit.entered_at,
+                    visit.entered_by,
                     codec.touchpoints_to_json(visit),
                     visit.touchpoint_count,
+                    s.first_seen[0],
+                    s.first_seen[1],
                     score.total,
                     score.undecayed_total,
                     score.grade.value,
@@ -255,12 +305,94 @@ class Leads:
             )
             out.append(Scored(s, score, message, verdict))
             s.previous = ScoreSummary(score.total, score.grade, score.temperature)
-            s.transitions = []
+            s.transitions, s.dropped, s.quiet = [], [], set()
         await repo.save_leads(conn, tenant_id, rows)
+        await repo.delete_transitions(conn, tenant_id, dropped)
         await repo.insert_transitions(conn, tenant_id, transitions)
         await repo.insert_history(conn, tenant_id, history)
         await add_to_outbox(conn, *outbox)
         return out
+
+    async def _replay(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        states: Sequence[LeadState],
+        model: ScoringModel,
+    ) -> None:
+        """Replay the lifecycle of each lead with `replay_from` set: keep its transitions
+        before that point (and up to its latest manual one), fold its stored events after
+        them, and record the result in place of the transitions it replaces. A transition
+        made again (same stage, trigger and event) keeps its id and is not announced again;
+        new ones are announced; ones the replay no longer makes are deleted."""
+        todo = [s for s in states if s.replay_from is not None]
+        if not todo:
+            return
+        rules = model.lifecycle
+        stored = await repo.transitions_of_leads(conn, tenant_id, [s.lead_id for s in todo])
+        plans = [(s, plan_replay(s, stored.get(s.lead_id, []))) for s in todo]
+        events = await repo.lifecycle_events(
+            conn,
+            tenant_id,
+            [(s.lead_id, p.visit.entered_at) for s, p in plans],
+            types=sorted(rules.by_event_type),
+        )
+        for s, p in plans:
+            apply_replay(s, p, events.get(s.lead_id, ()), rules)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPlan:
+    visit: StageVisit  # where the fold starts
+    head: list[tuple[str, Transition]]  # a new entry into `new` (replay from the start)
+    replaced: list[tuple[str, Transition]]  # recorded or pending transitions replaced
+    pending: list[tuple[str, Transition]]  # pending transitions kept (before the point)
+    stored_ids: set[str]
+
+
+def plan_replay(state: LeadState, stored: list[tuple[str, Transition]]) -> ReplayPlan:
+    """Where the replay of `state` starts, given its recorded transitions (oldest first):
+    after the last transition before `replay_from`, and never before the latest manual
+    one; from a new entry into `new` at `first_seen` when none is before it."""
+    point = state.replay_from
+    assert point is not None
+    history = stored + state.transitions
+    stored_ids = {i for i, _ in stored}
+    base = -1
+    for i, (_, t) in enumerate(history):
+        if t.trigger is TransitionTrigger.API or entry_key(t) < point:
+            base = i
+    pending = [entry for entry in history[: base + 1] if entry[0] not in stored_ids]
+    if base >= 0:
+        visit = visit_after(history[base][1])
+        return ReplayPlan(visit, [], history[base + 1 :], pending, stored_ids)
+    initial, visit = enter_initial(*state.first_seen)
+    first = history[0] if history and history[0][1].trigger is TransitionTrigger.INITIAL else None
+    head = [(first[0] if first else str(uuid.uuid4()), initial)]
+    return ReplayPlan(visit, head, history, pending, stored_ids)
+
+
+def apply_replay(
+    state: LeadState,
+    plan: ReplayPlan,
+    events: Iterable[tuple[EventKey, str, str | None]],
+    rules: LifecycleRules,
+) -> None:
+    """Fold the lead's lifecycle events from the plan's start (`events`: at least those
+    after it) and put the result in place of what it replaces."""
+    made, visit = replay(plan.visit, events, rules)
+    ids = {_identity(t): transition_id for transition_id, t in plan.replaced}
+    fresh = plan.head + [(ids.get(_identity(t)) or str(uuid.uuid4()), t) for t in made]
+    state.dropped.extend(i for i, _ in plan.replaced if i in plan.stored_ids)
+    state.quiet.update(i for i, _ in fresh if i in plan.stored_ids)
+    state.transitions = plan.pending + fresh
+    state.visit = visit
+    state.features = apply_stage(state.features, visit.stage)
+    state.replay_from = None
+
+
+def _identity(t: Transition) -> tuple[str, str, str]:
+    return (t.trigger.value, t.to_stage.value, t.triggering_event_id)
 
 
 def rebuilt(

@@ -129,7 +129,11 @@ def touchpoints_to_json(visit: StageVisit) -> str:
 
 
 def visit_from_row(
-    stage: str, entered_at: datetime, touchpoints: list[list[Any]] | str, count: int
+    stage: str,
+    entered_at: datetime,
+    touchpoints: list[list[Any]] | str,
+    count: int,
+    entered_by: str = "",
 ) -> StageVisit:
     items: Any = json.loads(touchpoints) if isinstance(touchpoints, str) else touchpoints
     return StageVisit(
@@ -137,4 +141,5 @@ def visit_from_row(
         entered_at,
         tuple((_EPOCH + timedelta(microseconds=at), i) for at, i in items),
         count,
+        entered_by,
     )

@@ -13,12 +13,18 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from leadflow_scoring.domain.features import ActivityEvent
+from leadflow_scoring.domain.lifecycle import (
+    EventKey,
+    LifecycleStage,
+    Transition,
+    TransitionTrigger,
+)
 
 # Leads ----------------------------------------------------------------------------------
 
 _LEAD_COLUMNS = (
-    "lead_id, features, stage, stage_entered_at, visit_touchpoints, visit_touchpoint_count,"
-    " total, grade, temperature"
+    "lead_id, features, stage, stage_entered_at, stage_entered_by, visit_touchpoints,"
+    " visit_touchpoint_count, first_seen_at, first_seen_event_id, total, grade, temperature"
 )
 
 
@@ -54,8 +60,11 @@ class LeadRow(NamedTuple):
     features: str  # JSON
     stage: str
     stage_entered_at: datetime
+    stage_entered_by: str
     visit_touchpoints: str  # JSON
     visit_touchpoint_count: int
+    first_seen_at: datetime
+    first_seen_event_id: str
     total: float
     undecayed_total: float
     grade: str
@@ -74,19 +83,22 @@ async def save_leads(conn: asyncpg.Connection, tenant_id: str, rows: Sequence[Le
     columns = list(zip(*rows, strict=True))
     await conn.execute(
         "UPDATE leads AS l SET features = u.features::jsonb, stage = u.stage,"
-        " stage_entered_at = u.stage_entered_at, visit_touchpoints = u.visit_touchpoints::jsonb,"
-        " visit_touchpoint_count = u.visit_touchpoint_count, total = u.total,"
+        " stage_entered_at = u.stage_entered_at, stage_entered_by = u.stage_entered_by,"
+        " visit_touchpoints = u.visit_touchpoints::jsonb,"
+        " visit_touchpoint_count = u.visit_touchpoint_count, first_seen_at = u.first_seen_at,"
+        " first_seen_event_id = u.first_seen_event_id, total = u.total,"
         " undecayed_total = u.undecayed_total, grade = u.grade, temperature = u.temperature,"
         " model_version = u.model_version, computed_at = u.computed_at,"
         " home_brand_id = u.home_brand_id, last_activity_at = u.last_activity_at,"
         " score = u.score, next_check_at = u.next_check_at, updated_at = now()"
         " FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],"
-        " $7::int[], $8::float8[], $9::float8[], $10::text[], $11::text[], $12::int8[],"
-        " $13::timestamptz[], $14::text[], $15::timestamptz[], $16::bytea[],"
-        " $17::timestamptz[]) AS u(lead_id, features, stage, stage_entered_at,"
-        " visit_touchpoints, visit_touchpoint_count, total, undecayed_total, grade,"
-        " temperature, model_version, computed_at, home_brand_id, last_activity_at, score,"
-        " next_check_at)"
+        " $7::text[], $8::int[], $9::timestamptz[], $10::text[], $11::float8[],"
+        " $12::float8[], $13::text[], $14::text[], $15::int8[], $16::timestamptz[],"
+        " $17::text[], $18::timestamptz[], $19::bytea[], $20::timestamptz[])"
+        " AS u(lead_id, features, stage, stage_entered_at, stage_entered_by,"
+        " visit_touchpoints, visit_touchpoint_count, first_seen_at, first_seen_event_id,"
+        " total, undecayed_total, grade, temperature, model_version, computed_at,"
+        " home_brand_id, last_activity_at, score, next_check_at)"
         " WHERE l.tenant_id = $1 AND l.lead_id = u.lead_id",
         tenant_id,
         *[list(c) for c in columns],
@@ -315,6 +327,37 @@ async def visitor_events(
     return out
 
 
+async def lifecycle_events(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    since: Sequence[tuple[str, datetime]],
+    *,
+    types: Sequence[str],
+) -> dict[str, list[tuple[EventKey, str, str | None]]]:
+    """Per lead, its events that shape the lifecycle (touchpoints and `types`) from the
+    given time on: ((occurred_at, event_id), type, channel), unordered (the caller orders
+    them by key in Python, whose string order the SQL collation need not share)."""
+    if not since:
+        return {}
+    rows = await conn.fetch(
+        "SELECT e.lead_id, e.event_id, e.event_type, e.occurred_at, e.channel"
+        " FROM unnest($2::text[], $3::timestamptz[]) AS b(lead_id, since)"
+        " JOIN events e ON e.tenant_id = $1 AND e.lead_id = b.lead_id"
+        " AND e.occurred_at >= b.since"
+        " WHERE e.channel IS NOT NULL OR e.event_type = ANY($4::text[])",
+        tenant_id,
+        [lead for lead, _ in since],
+        [at for _, at in since],
+        list(types),
+    )
+    out: dict[str, list[tuple[EventKey, str, str | None]]] = {}
+    for r in rows:
+        out.setdefault(r["lead_id"], []).append(
+            ((r["occurred_at"], r["event_id"]), r["event_type"], r["channel"])
+        )
+    return out
+
+
 async def reassign_events(
     conn: asyncpg.Connection, tenant_id: str, anonymous_id: str, lead_id: str
 ) -> int:
@@ -422,6 +465,47 @@ async def insert_transitions(
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         [(tenant_id, *row) for row in rows],
     )
+
+
+async def delete_transitions(
+    conn: asyncpg.Connection, tenant_id: str, transition_ids: Sequence[str]
+) -> None:
+    if transition_ids:
+        await conn.execute(
+            "DELETE FROM transitions WHERE tenant_id = $1 AND transition_id = ANY($2::text[])",
+            tenant_id,
+            list(transition_ids),
+        )
+
+
+async def transitions_of_leads(
+    conn: asyncpg.Connection, tenant_id: str, lead_ids: Sequence[str]
+) -> dict[str, list[tuple[str, Transition]]]:
+    """Per lead, its recorded transitions (id, record), oldest first."""
+    rows = await conn.fetch(
+        "SELECT lead_id, transition_id, from_stage, to_stage, transitioned_at, reason,"
+        " trigger, triggering_event_id, actor, time_in_previous_stage, touchpoint_event_ids,"
+        " touchpoint_count FROM transitions WHERE tenant_id = $1 AND lead_id = ANY($2::text[])"
+        " ORDER BY lead_id, seq",
+        tenant_id,
+        list(lead_ids),
+    )
+    out: dict[str, list[tuple[str, Transition]]] = {}
+    for r in rows:
+        record = Transition(
+            LifecycleStage(r["from_stage"]) if r["from_stage"] else None,
+            LifecycleStage(r["to_stage"]),
+            r["transitioned_at"],
+            r["reason"],
+            TransitionTrigger(r["trigger"]),
+            r["triggering_event_id"],
+            r["actor"],
+            r["time_in_previous_stage"],
+            tuple(r["touchpoint_event_ids"]),
+            r["touchpoint_count"],
+        )
+        out.setdefault(r["lead_id"], []).append((r["transition_id"], record))
+    return out
 
 
 async def transitions_of(

@@ -4,10 +4,18 @@ The line is new -> contacted -> qualified -> engaged -> opportunity -> customer;
 lost are exits reachable from any other stage, and a lead leaves an exit to any stage of the
 line (re-activation). Moves forward may skip stages; moves backwards along the line and moves
 to the current stage are refused (scoring_service.proto, TransitionStage).
+
+What events do to a lead's lifecycle does not depend on the order they arrive in: it is the
+fold of the lead's events in (occurred_at, event_id) order (`replay`), from the lead's first
+sighting or from its latest manual transition (a person's decision is a fixed point: events
+dated before it that arrive after it count in the score, not in the stages before it). An
+event that arrives after the ones it precedes either lands where the fold would put it
+(`fits_in_order`) or makes the caller replay from the last transition before it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -18,6 +26,9 @@ MAX_TOUCHPOINT_IDS = 100
 """Touchpoint ids kept per stage visit (the most recent); the count keeps counting."""
 
 _ZERO = timedelta(0)
+
+EventKey = tuple[datetime, str]
+"""(occurred_at, event_id): the order events are folded in."""
 
 
 class LifecycleStage(StrEnum):
@@ -129,13 +140,20 @@ class StageVisit:
     """The lead's current stage, since when, and its touchpoints while in it.
 
     `touchpoints` holds (occurred_at, event_id), oldest first, at most the
-    MAX_TOUCHPOINT_IDS most recent; `touchpoint_count` counts all of them.
+    MAX_TOUCHPOINT_IDS most recent; `touchpoint_count` counts all of them. `entered_by` is
+    the event that moved the lead in by a rule ("" for the first sighting or a manual move):
+    the visit holds the events after (entered_at, entered_by).
     """
 
     stage: LifecycleStage
     entered_at: datetime
     touchpoints: tuple[tuple[datetime, str], ...] = ()
     touchpoint_count: int = 0
+    entered_by: str = ""
+
+    @property
+    def entry_key(self) -> EventKey:
+        return (self.entered_at, self.entered_by)
 
     @property
     def touchpoint_event_ids(self) -> tuple[str, ...]:
@@ -181,12 +199,12 @@ def enter_initial(at: datetime, first_event_id: str = "") -> tuple[Transition, S
 def record_touchpoint(visit: StageVisit, event_id: str, occurred_at: datetime) -> StageVisit:
     """Counts a touchpoint in the current stage.
 
-    Idempotent for the ids still listed. A touchpoint that happened before the lead entered
-    the stage is not counted: the previous stage's record is closed. Record an event's
-    touchpoint before applying rules, so that the event that moves the lead counts in the
-    stage it moved the lead out of.
+    Idempotent for the ids still listed. A touchpoint from before the lead entered the stage
+    is not counted: the previous stage's record is closed. Record an event's touchpoint
+    before applying rules, so that the event that moves the lead counts in the stage it
+    moved the lead out of.
     """
-    if occurred_at < visit.entered_at:
+    if (occurred_at, event_id) <= visit.entry_key:
         return visit
     entry = (occurred_at, event_id)
     touchpoints = visit.touchpoints
@@ -197,7 +215,9 @@ def record_touchpoint(visit: StageVisit, event_id: str, occurred_at: datetime) -
         kept = touchpoints  # older than every id kept: counted, not listed
     else:
         kept = _insert_sorted(touchpoints, entry)[-MAX_TOUCHPOINT_IDS:]
-    return StageVisit(visit.stage, visit.entered_at, kept, visit.touchpoint_count + 1)
+    return StageVisit(
+        visit.stage, visit.entered_at, kept, visit.touchpoint_count + 1, visit.entered_by
+    )
 
 
 def transition(
@@ -232,7 +252,73 @@ def transition(
         touchpoint_event_ids=visit.touchpoint_event_ids,
         touchpoint_count=visit.touchpoint_count,
     )
-    return record, StageVisit(to_stage, at)
+    entered_by = triggering_event_id if trigger is TransitionTrigger.RULE else ""
+    return record, StageVisit(to_stage, at, entered_by=entered_by)
+
+
+def entry_key(record: Transition) -> EventKey:
+    """Where a recorded transition sits among the lead's events."""
+    by = record.triggering_event_id if record.trigger is TransitionTrigger.RULE else ""
+    return (record.at, by)
+
+
+def visit_after(record: Transition) -> StageVisit:
+    """The visit a transition opened, before any touchpoint."""
+    return StageVisit(record.to_stage, record.at, entered_by=entry_key(record)[1])
+
+
+def shapes_lifecycle(event_type: str, channel: str | None, rules: LifecycleRules) -> bool:
+    """Whether an event can matter to the lifecycle: a touchpoint, or a rule's event."""
+    return channel is not None or event_type in rules.by_event_type
+
+
+def fits_in_order(
+    visit: StageVisit,
+    key: EventKey,
+    event_type: str,
+    rules: LifecycleRules,
+    last_activity: datetime | None,
+) -> bool:
+    """Whether applying the event to `visit` gives what the fold in event order gives.
+
+    It does when the event belongs to the current visit and either moves nothing (its
+    touchpoint joins the visit) or is newer than every event applied so far
+    (`last_activity`, the lead's newest counted event). Otherwise replay from it.
+    """
+    if key <= visit.entry_key:
+        return False
+    if auto_transition(visit.stage, event_type, rules) is None:
+        return True
+    return last_activity is None or key[0] > last_activity
+
+
+def replay(
+    visit: StageVisit,
+    events: Iterable[tuple[EventKey, str, str | None]],
+    rules: LifecycleRules,
+) -> tuple[list[Transition], StageVisit]:
+    """The fold: from `visit`, the lead's ((occurred_at, event_id), type, channel) after
+    its entry in key order: each touchpoint counted in the stage of its time, each rule
+    applied. Returns the transitions made and the visit at the end."""
+    made: list[Transition] = []
+    for key, event_type, channel in sorted(events, key=lambda e: e[0]):
+        if key <= visit.entry_key:
+            continue
+        occurred_at, event_id = key
+        if channel is not None:
+            visit = record_touchpoint(visit, event_id, occurred_at)
+        target = auto_transition(visit.stage, event_type, rules)
+        if target is not None:
+            record, visit = transition(
+                visit,
+                target,
+                occurred_at,
+                reason=rule_reason(event_type, target),
+                trigger=TransitionTrigger.RULE,
+                triggering_event_id=event_id,
+            )
+            made.append(record)
+    return made, visit
 
 
 def time_in_stage(visit: StageVisit, now: datetime) -> timedelta:
