@@ -46,7 +46,9 @@ def page_path(url: str) -> str:
     return parts.path
 
 
-def event_row(e: event_pb2.RecordedEvent, subject_id: int) -> repo.EventRow:
+def event_row(
+    e: event_pb2.RecordedEvent, subject_id: int, page_id: int = 0, custom_id: int = 0
+) -> repo.EventRow:
     m, geo, value = e.marketing, e.geo, e.value
     has_value = e.HasField("value")
     properties = (
@@ -80,6 +82,8 @@ def event_row(e: event_pb2.RecordedEvent, subject_id: int) -> repo.EventRow:
         value_nanos=value.nanos if has_value else None,
         currency_code=value.currency_code if has_value else "",
         properties=properties,
+        page_id=page_id,
+        custom_id=custom_id,
     )
 
 
@@ -117,9 +121,17 @@ class Ingestion:
         anons = await repo.anonymous_subjects(
             conn, tenant_id, (e.subject.anonymous_id for e in events if not e.subject.lead_id)
         )
+        paths = {e.event_id: page_path(e.page_url) for e in events}
+        pages = await repo.name_ids(conn, tenant_id, repo.PAGE, paths.values())
+        customs = await repo.name_ids(
+            conn, tenant_id, repo.CUSTOM_NAME, (e.custom_name for e in events)
+        )
         rows = [
             event_row(
-                e, leads[e.subject.lead_id] if e.subject.lead_id else anons[e.subject.anonymous_id]
+                e,
+                leads[e.subject.lead_id] if e.subject.lead_id else anons[e.subject.anonymous_id],
+                pages.get(paths[e.event_id], 0),
+                customs.get(e.custom_name, 0),
             )
             for e in events
         ]
@@ -133,7 +145,15 @@ class Ingestion:
         lead_id = message.lead_id
         if not lead_id or (await self._blocked(conn, tenant_id, [lead_id], []))[0]:
             return
-        await repo.set_home_brand(conn, tenant_id, lead_id, message.profile.home_brand_id)
+        await repo.set_home_brand(
+            conn,
+            tenant_id,
+            lead_id,
+            message.profile.home_brand_id,
+            _datetime(message.metadata.occurred_at)
+            if message.metadata.HasField("occurred_at")
+            else None,
+        )
 
     # ingest.subject.aliased ----------------------------------------------------------------
 
@@ -146,7 +166,15 @@ class Ingestion:
         leads, anons = await self._blocked(conn, tenant_id, [lead_id], [anonymous_id])
         if leads or anons:
             return
-        moved = await repo.merge_anonymous(conn, tenant_id, anonymous_id, lead_id)
+        moved = await repo.merge_anonymous(
+            conn,
+            tenant_id,
+            anonymous_id,
+            lead_id,
+            _datetime(message.metadata.occurred_at)
+            if message.metadata.HasField("occurred_at")
+            else None,
+        )
         log.info("subject_aliased", events_moved=moved)
 
     # ingest.subject.erased -----------------------------------------------------------------

@@ -3,16 +3,24 @@ Reports not built yet answer UNIMPLEMENTED, naming themselves."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import grpc
 
+from leadflow.reporting.v1 import report_types_pb2 as rt
 from leadflow.reporting.v1 import reporting_service_pb2 as pb
 from leadflow.reporting.v1 import reporting_service_pb2_grpc
 from leadflow_platform.errors import FieldViolation, InvalidArgument, ServiceError
 from leadflow_platform.grpc import current_principal
-from leadflow_reporting.api import mapping
+from leadflow_reporting.api import mapping, requests
 from leadflow_reporting.api.validation import funnel_query
 from leadflow_reporting.domain.query import FunnelQuery
 from leadflow_reporting.funnels import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Funnels, fingerprint
+from leadflow_reporting.journeys import Journeys
+from leadflow_reporting.paths import Paths
+from leadflow_reporting.realtime import RealTime
+from leadflow_reporting.retention import Retention
 
 
 class NotBuiltYet(ServiceError):
@@ -28,9 +36,23 @@ def _funnel(request: pb.RunFunnelRequest | pb.ListFunnelDropOffsRequest) -> Funn
     return funnel_query(request.funnel)
 
 
+@dataclass(frozen=True)
+class Reports:
+    funnels: Funnels
+    real_time: RealTime
+    paths: Paths
+    journeys: Journeys
+    retention: Retention
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
 class ReportingServicer(reporting_service_pb2_grpc.ReportingServiceServicer):
-    def __init__(self, funnels: Funnels) -> None:
-        self._funnels = funnels
+    def __init__(self, reports: Reports) -> None:
+        self._reports = reports
+        self._funnels = reports.funnels
 
     async def RunFunnel(self, request, context):
         query = _funnel(request)
@@ -71,19 +93,27 @@ class ReportingServicer(reporting_service_pb2_grpc.ReportingServiceServicer):
         )
         return mapping.drop_offs_response(page)
 
-    # Reports of later slices.
     async def GetRealTime(self, request, context):
-        raise NotBuiltYet("GetRealTime")
+        query = requests.real_time_query(request, _now_us())
+        answer = await self._reports.real_time.view(current_principal().tenant_id, query)
+        return mapping.real_time_response(answer)
 
     async def GetPaths(self, request, context):
-        raise NotBuiltYet("GetPaths")
+        query = requests.paths_query(request)
+        answer = await self._reports.paths.run(current_principal().tenant_id, query)
+        return mapping.paths_response(answer)
 
     async def GetJourney(self, request, context):
-        raise NotBuiltYet("GetJourney")
+        query = requests.journey_query(request)
+        answer = await self._reports.journeys.run(current_principal().tenant_id, query, _now_us())
+        return mapping.journey_response(answer)
 
     async def GetRetention(self, request, context):
-        raise NotBuiltYet("GetRetention")
+        query = requests.retention_query(request)
+        table = await self._reports.retention.run(current_principal().tenant_id, query, _now_us())
+        return mapping.retention_response(table, request.period or rt.COHORT_PERIOD_WEEK)
 
+    # Reports of later slices.
     async def GetLeadQuality(self, request, context):
         raise NotBuiltYet("GetLeadQuality")
 

@@ -38,13 +38,89 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("value_nanos", "int4"),
     ("currency_code", "text"),
     ("properties", "jsonb"),
+    ("page_id", "int4"),
+    ("custom_id", "int4"),
 )
-_INSERT_EVENTS = (
-    f"INSERT INTO events (tenant_id, {', '.join(c for c, _ in EVENT_COLUMNS)})"
-    f" SELECT $1, * FROM unnest("
-    + ", ".join(f"${i + 2}::{t}[]" for i, (_, t) in enumerate(EVENT_COLUMNS))
-    + ") ON CONFLICT (tenant_id, event_id) DO NOTHING"
+# Conversions as the read model counts them: signup and purchase events.
+CONVERSION_TYPES = (18, 19)
+PERFORMANCE_SAMPLE = 22
+ROLLUP_LEVELS = (1, 5, 15, 60)  # minutes
+# Sessions with an event this recent are active; older rows of recent_sessions are pruned.
+ACTIVE_WINDOW = "30 minutes"
+# The latency histogram's bin of a performance sample (see rollup_latency in 0002).
+LATENCY_BIN = (
+    "CASE WHEN jsonb_typeof(properties -> 'duration_ms') = 'number'"
+    " THEN ceil(ln(least(greatest((properties ->> 'duration_ms')::float8, 0.001), 1e9))"
+    " / ln(1.02))::int2 ELSE 32767::int2 END"
 )
+SAMPLE_FAILED = (
+    "(COALESCE(properties -> 'error' = 'true'::jsonb, false)"
+    " OR COALESCE(jsonb_typeof(properties -> 'status_code') = 'number'"
+    " AND (properties ->> 'status_code')::float8 >= 500, false))"
+)
+# The new events are inserted and rolled up in one statement: only rows actually inserted
+# (not already stored) reach the rollups. Rollup rows are upserted in key order so that two
+# writers never wait on each other in opposite orders.
+_ARRAYS = ", ".join(f"${i + 2}::{t}[]" for i, (_, t) in enumerate(EVENT_COLUMNS))
+_INSERT_EVENTS = f"""
+WITH ins AS (
+    INSERT INTO events (tenant_id, {", ".join(c for c, _ in EVENT_COLUMNS)})
+    SELECT $1, * FROM unnest({_ARRAYS})
+    ON CONFLICT (tenant_id, event_id) DO NOTHING
+    RETURNING subject_id, occurred_at, event_type, custom_name, machine, brand_id, session_id,
+        value_units, value_nanos, currency_code, properties
+),
+human AS (
+    SELECT ins.*, level,
+        date_bin(level * interval '1 minute', occurred_at, timestamptz 'epoch') AS bucket_start
+    FROM ins CROSS JOIN unnest('{{{",".join(map(str, ROLLUP_LEVELS))}}}'::int2[]) AS level
+    WHERE NOT machine
+),
+counts AS (
+    INSERT INTO rollup_counts AS r
+        (tenant_id, level, bucket_start, brand_id, event_type, custom_name, events)
+    SELECT $1, level, bucket_start, brand_id, event_type, custom_name, count(*)
+    FROM human GROUP BY 2, 3, 4, 5, 6 ORDER BY 2, 3, 4, 5, 6
+    ON CONFLICT (tenant_id, level, bucket_start, brand_id, event_type, custom_name)
+    DO UPDATE SET events = r.events + excluded.events
+),
+conversions AS (
+    INSERT INTO rollup_conversions AS r
+        (tenant_id, level, bucket_start, brand_id, currency_code, conversions, value)
+    SELECT $1, level, bucket_start, brand_id, currency_code, count(*),
+        COALESCE(sum(value_units::numeric + value_nanos::numeric / 1000000000), 0)
+    FROM human WHERE event_type IN ({", ".join(map(str, CONVERSION_TYPES))})
+    GROUP BY 2, 3, 4, 5 ORDER BY 2, 3, 4, 5
+    ON CONFLICT (tenant_id, level, bucket_start, brand_id, currency_code)
+    DO UPDATE SET conversions = r.conversions + excluded.conversions,
+        value = r.value + excluded.value
+),
+latency AS (
+    INSERT INTO rollup_latency AS r
+        (tenant_id, level, bucket_start, brand_id, endpoint, bin, samples, errors)
+    SELECT $1, level, bucket_start, brand_id, endpoint, bin,
+        count(*), count(*) FILTER (WHERE failed)
+    FROM (
+        SELECT level, bucket_start, brand_id, COALESCE(properties ->> 'endpoint', '') AS endpoint,
+            {LATENCY_BIN} AS bin, {SAMPLE_FAILED} AS failed
+        FROM human WHERE event_type = {PERFORMANCE_SAMPLE}
+    ) AS samples
+    GROUP BY 2, 3, 4, 5, 6 ORDER BY 2, 3, 4, 5, 6
+    ON CONFLICT (tenant_id, level, bucket_start, brand_id, endpoint, bin)
+    DO UPDATE SET samples = r.samples + excluded.samples, errors = r.errors + excluded.errors
+),
+sessions AS (
+    INSERT INTO recent_sessions AS r (tenant_id, brand_id, session_id, subject_id, last_seen)
+    SELECT DISTINCT ON (brand_id, session_id) $1, brand_id, session_id, subject_id, occurred_at
+    FROM ins
+    WHERE NOT machine AND session_id <> ''
+        AND occurred_at > now() - interval '{ACTIVE_WINDOW}'
+    ORDER BY brand_id, session_id, occurred_at DESC
+    ON CONFLICT (tenant_id, brand_id, session_id) DO UPDATE
+    SET last_seen = greatest(r.last_seen, excluded.last_seen), subject_id = excluded.subject_id
+)
+SELECT count(*) FROM ins
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +153,8 @@ class EventRow:
     currency_code: str
     # Encoded by the pool's jsonb codec (leadflow_platform.db.pool).
     properties: dict[str, Any] | None
+    page_id: int = 0  # names.name_id of page_path (0: none)
+    custom_id: int = 0  # names.name_id of custom_name (0: none)
 
 
 async def insert_events(conn: asyncpg.Connection, tenant_id: str, rows: Sequence[EventRow]) -> int:
@@ -84,7 +162,48 @@ async def insert_events(conn: asyncpg.Connection, tenant_id: str, rows: Sequence
     if not rows:
         return 0
     columns = [[getattr(r, name) for r in rows] for name, _ in EVENT_COLUMNS]
-    status = await conn.execute(_INSERT_EVENTS, tenant_id, *columns)
+    return int(await conn.fetchval(_INSERT_EVENTS, tenant_id, *columns))
+
+
+PAGE, CUSTOM_NAME = 1, 2  # kinds of names
+
+
+async def name_ids(
+    conn: asyncpg.Connection, tenant_id: str, kind: int, names: Iterable[str]
+) -> dict[str, int]:
+    """Integer ids of these page paths or custom names, created when new."""
+    wanted = sorted({n for n in names if n})
+    if not wanted:
+        return {}
+    await conn.execute(
+        "INSERT INTO names (tenant_id, kind, name) SELECT $1, $2, unnest($3::text[])"
+        " ON CONFLICT DO NOTHING",
+        tenant_id,
+        kind,
+        wanted,
+    )
+    rows = await conn.fetch(
+        "SELECT name, name_id FROM names WHERE tenant_id = $1 AND kind = $2 AND name = ANY($3)",
+        tenant_id,
+        kind,
+        wanted,
+    )
+    return {r["name"]: r["name_id"] for r in rows}
+
+
+async def names_of(conn: asyncpg.Connection, tenant_id: str, ids: Sequence[int]) -> dict[int, str]:
+    rows = await conn.fetch(
+        "SELECT name_id, name FROM names WHERE tenant_id = $1 AND name_id = ANY($2::int4[])",
+        tenant_id,
+        list(ids),
+    )
+    return {r["name_id"]: r["name"] for r in rows}
+
+
+async def prune_recent_sessions(conn: asyncpg.Connection) -> int:
+    status = await conn.execute(
+        f"DELETE FROM recent_sessions WHERE last_seen < now() - interval '{ACTIVE_WINDOW}'"
+    )
     return int(status.rsplit(" ", 1)[-1])
 
 
@@ -142,18 +261,30 @@ async def anonymous_subjects(
 
 
 async def set_home_brand(
-    conn: asyncpg.Connection, tenant_id: str, lead_id: str, home_brand_id: str
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    lead_id: str,
+    home_brand_id: str,
+    identified_at: datetime | None = None,
 ) -> None:
+    """The lead's home brand, and when it was first identified (a journey milestone)."""
     subject = (await lead_subjects(conn, tenant_id, [lead_id]))[lead_id]
     await conn.execute(
-        "UPDATE subjects SET home_brand_id = $2 WHERE subject_id = $1 AND home_brand_id <> $2",
+        "UPDATE subjects SET home_brand_id = $2,"
+        " identified_at = COALESCE(LEAST(identified_at, $3), identified_at, $3)"
+        " WHERE subject_id = $1",
         subject,
         home_brand_id,
+        identified_at,
     )
 
 
 async def merge_anonymous(
-    conn: asyncpg.Connection, tenant_id: str, anonymous_id: str, lead_id: str
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    anonymous_id: str,
+    lead_id: str,
+    aliased_at: datetime | None = None,
 ) -> int:
     """Alias: the anonymous id's events, earlier and later, are the lead's. Returns the
     number of events moved."""
@@ -186,6 +317,11 @@ async def merge_anonymous(
                 visitor,
                 lead_subject,
             )
+            await conn.execute(
+                "UPDATE recent_sessions SET subject_id = $2 WHERE subject_id = $1",
+                visitor,
+                lead_subject,
+            )
             await conn.execute("DELETE FROM subjects WHERE subject_id = $1", visitor)
         else:
             # Already another lead's: only its later events follow the new alias.
@@ -200,6 +336,13 @@ async def merge_anonymous(
         "UPDATE subjects SET anonymous_id = $2 WHERE subject_id = $1 AND anonymous_id IS NULL",
         lead_subject,
         anonymous_id,
+    )
+    await conn.execute(
+        "UPDATE anonymous_ids SET aliased_at = COALESCE(aliased_at, $3)"
+        " WHERE tenant_id = $1 AND anonymous_id = $2",
+        tenant_id,
+        anonymous_id,
+        aliased_at,
     )
     return moved
 
@@ -238,7 +381,7 @@ async def ids_of_subjects(
 
 async def delete_subjects(conn: asyncpg.Connection, subject_ids: Sequence[int]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for table in ("events", "anonymous_ids", "subjects"):
+    for table in ("events", "recent_sessions", "anonymous_ids", "subjects"):
         status = await conn.execute(
             f"DELETE FROM {table} WHERE subject_id = ANY($1::int4[])", list(subject_ids)
         )

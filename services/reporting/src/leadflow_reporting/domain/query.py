@@ -103,3 +103,17 @@ class FunnelQuery:
             self.order,
             tuple(ExclusionSpan(j, lo, hi) for j, (_, lo, hi) in enumerate(self.exclusions)),
         )
+
+
+@dataclass(frozen=True)
+class RealTimeQuery:
+    start_us: int
+    end_us: int
+    bucket_minutes: int
+    time_zone: str
+    # Standard types counted (empty with count_all_types: every type).
+    event_types: tuple[int, ...] = ()
+    # Custom names counted (empty: every custom name, when custom events are counted).
+    custom_names: tuple[str, ...] = ()
+    brand_ids: tuple[str, ...] = ()
+    now_us: int = 0
