@@ -200,14 +200,13 @@ class Runtime:
             )
             for register, servicer, name in self._servicers:
                 self._server.add_servicer(register, servicer, name)
+            # A worker sharing the port would take connections it cannot serve yet from its
+            # ready siblings: it binds only once it can work. A lone server binds first, so
+            # that health checks can see it start.
             shares_port = self.settings.workers > 1
-            if shares_port:
-                # A worker sharing the port would take connections it cannot serve yet from
-                # its ready siblings: it binds only once it can work.
-                await self._connect()
-            await self._server.start()
             if not shares_port:
-                await self._connect()
+                await self._server.start()
+            await self._connect()
             for consumer_spec, handler in self._consumer_specs:
                 # A consumer may start before its producer ever ran: its stream must exist.
                 await self.bus.ensure_stream(stream_for(consumer_spec.stream.lower()))
@@ -236,6 +235,8 @@ class Runtime:
                     )
             for background in self._tasks:
                 running[asyncio.create_task(background.run(task_stop))] = background.name
+            if shares_port:
+                await self._server.start()
             self._ready = True
             await self.server.set_serving()
             log.info("service_ready", service=self.spec.name, port=self.server.port)
