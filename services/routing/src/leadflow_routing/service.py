@@ -26,7 +26,7 @@ from leadflow_platform.errors import FailedPrecondition, FieldViolation, Invalid
 from leadflow_platform.lifecycle import ServiceContext
 from leadflow_platform.logging import get_logger
 from leadflow_platform.nats import add_to_outbox
-from leadflow_routing.api import mapping
+from leadflow_routing.api import audit, mapping
 from leadflow_routing.db import repository as repo
 from leadflow_routing.domain.config import NurtureChannel, RoutingConfig, SinkKind, with_defaults
 from leadflow_routing.domain.decision import (
@@ -193,11 +193,12 @@ class RoutingService:
                 decision_id,
                 at,
             )
-        record = mapping.decision_to_proto(decision)
+        lead = mapping.snapshot_to_proto(decision.lead)
+        record = audit.compact_record(decision, lead).SerializeToString()
         await repo.insert_decision(
-            conn, tenant_id, decision_id, lead_id, request_id, at, record.SerializeToString()
+            conn, tenant_id, decision_id, lead_id, request_id, at, record, audit.COMPACT
         )
-        await self._announce(conn, tenant_id, decision, compiled)
+        await self._announce(conn, tenant_id, decision, compiled, lead)
         log.info(
             "lead_decided",
             tenant_id=tenant_id,
@@ -281,9 +282,9 @@ class RoutingService:
         tenant_id: str,
         decision: Decision,
         compiled: CompiledConfig,
+        snapshot: tpb.LeadSnapshot,
     ) -> None:
         """One routing.lead.routed per route, and its sink delivery (log sinks log now)."""
-        snapshot = mapping.snapshot_to_proto(decision.lead)
         causation = decision.trigger_event_id
         for route in decision.routes:
             brand = compiled.brands[route.brand_id]
@@ -348,7 +349,7 @@ class RoutingService:
             if request_id:
                 earlier = await repo.decision_by_request(conn, tenant_id, request_id)
                 if earlier is not None:
-                    return tpb.RouteDecision.FromString(earlier)
+                    return await self._stored_decision(conn, tenant_id, *earlier)
             if await self.compiled(conn, tenant_id) is None:
                 raise FailedPrecondition("the tenant has no routing configuration")
             decision = await self.route(
@@ -362,6 +363,18 @@ class RoutingService:
         if decision is None:
             raise NotFound(f"lead {lead_id!r} is not known to routing")
         return mapping.decision_to_proto(decision)
+
+    async def _stored_decision(
+        self, conn: asyncpg.Connection, tenant_id: str, payload: bytes, record_format: int
+    ) -> tpb.RouteDecision:
+        """A stored decision with its whole trace."""
+        record = tpb.RouteDecision.FromString(payload)
+        if record_format != audit.COMPACT:
+            return record
+        compiled = await self.compiled(conn, tenant_id, record.config_version)
+        if compiled is None:  # configuration versions are never deleted
+            raise NotFound(f"routing configuration version {record.config_version} is gone")
+        return audit.full_record(record, compiled)
 
     async def explain(
         self,

@@ -425,6 +425,15 @@ def route_to_proto(route: Route) -> tpb.Route:
 
 
 def decision_to_proto(decision: Decision) -> tpb.RouteDecision:
+    out = decision_header(decision)
+    out.lead.CopyFrom(snapshot_to_proto(decision.lead))
+    out.evaluations.extend(evaluation_to_proto(e) for e in decision.evaluations)
+    out.routes.extend(route_to_proto(r) for r in decision.routes)
+    return out
+
+
+def decision_header(decision: Decision) -> tpb.RouteDecision:
+    """A decision's own fields (no lead, trace or routes)."""
     out = tpb.RouteDecision(
         decision_id=decision.decision_id,
         lead_id=decision.lead.lead_id,
@@ -437,9 +446,6 @@ def decision_to_proto(decision: Decision) -> tpb.RouteDecision:
         summary=decision.summary,
     )
     set_timestamp(out.decided_at, decision.decided_at)
-    out.lead.CopyFrom(snapshot_to_proto(decision.lead))
-    out.evaluations.extend(evaluation_to_proto(e) for e in decision.evaluations)
-    out.routes.extend(route_to_proto(r) for r in decision.routes)
     return out
 
 

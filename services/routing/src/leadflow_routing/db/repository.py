@@ -339,28 +339,31 @@ async def insert_decision(
     request_id: str | None,
     decided_at: datetime,
     record: bytes,
+    record_format: int,
 ) -> None:
     await conn.execute(
-        "INSERT INTO decisions (tenant_id, decision_id, lead_id, request_id, decided_at, record)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO decisions (tenant_id, decision_id, lead_id, request_id, decided_at, record,"
+        " record_format) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         tenant_id,
         decision_id,
         lead_id,
         request_id,
         decided_at,
         record,
+        record_format,
     )
 
 
 async def decision_by_request(
     conn: asyncpg.Connection, tenant_id: str, request_id: str
-) -> bytes | None:
-    record: bytes | None = await conn.fetchval(
-        "SELECT record FROM decisions WHERE tenant_id = $1 AND request_id = $2",
+) -> tuple[bytes, int] | None:
+    """(record, record_format) of the decision a RouteLead request made."""
+    row = await conn.fetchrow(
+        "SELECT record, record_format FROM decisions WHERE tenant_id = $1 AND request_id = $2",
         tenant_id,
         request_id,
     )
-    return record
+    return None if row is None else (row["record"], row["record_format"])
 
 
 # --- assignments ----------------------------------------------------------------------------

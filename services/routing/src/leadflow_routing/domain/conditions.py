@@ -13,6 +13,12 @@ For speed a condition is rewritten before compiling: `lead.<container>` becomes 
 fields and which container keys it reads, so a decision builds one small context for all its
 rules (snapshot.py explains the costs). The rewrite works on CEL tokens, never inside string
 literals.
+
+Conjuncts of a top-level `&&` that compare a string field of the lead or the trigger with
+string literals (`lead.home_brand_id == "modumind"`, `trigger != "manual"`,
+`lead.temperature in ["warm", "hot"]`) become `guards`, checked in Python before the program
+runs: in CEL `false && x` is false whatever `x` gives (an error included), so a failed guard
+means "not matched" exactly, and most rules of a large configuration fail one.
 """
 
 from __future__ import annotations
@@ -249,6 +255,103 @@ def _rewrite(source_tokens: list[_Token], accesses: list[_Access]) -> str:
     return " ".join(parts)
 
 
+# --- guards ---------------------------------------------------------------------------------
+
+GUARD_FIELDS: tuple[str, ...] = (
+    "lead_id",
+    "home_brand_id",
+    "segment",
+    "grade",
+    "temperature",
+    "stage",
+    "trigger",
+    "trigger_detail",
+)
+"""String-valued names a guard can test (always present in a context: never a CEL error)."""
+
+Guard = tuple[str, frozenset[str], bool]
+"""(name in GUARD_FIELDS, literals, negated): holds when (value in literals) != negated."""
+
+
+def _conjuncts(tokens: list[_Token]) -> list[list[_Token]]:
+    """The operands of a top-level `&&` chain; [] when the top level holds `||` or `?:`."""
+    out: list[list[_Token]] = [[]]
+    depth = 0
+    for tok in tokens:
+        if tok.kind == "op" and tok.text in ("(", "[", "{"):
+            depth += 1
+        elif tok.kind == "op" and tok.text in (")", "]", "}"):
+            depth -= 1
+        elif depth == 0 and tok.text in ("||", "?", ":"):
+            return []
+        elif depth == 0 and tok.text == "&&":
+            out.append([])
+            continue
+        out[-1].append(tok)
+    return out
+
+
+def _guard_name(tokens: list[_Token]) -> str | None:
+    texts = [t.text for t in tokens]
+    if len(texts) == 1 and texts[0] in ("trigger", "trigger_detail"):
+        return texts[0]
+    if len(texts) == 3 and texts[:2] == ["lead", "."] and texts[2] in GUARD_FIELDS[:6]:
+        return texts[2]
+    return None
+
+
+def _guard(tokens: list[_Token]) -> Guard | None:
+    """The guard a conjunct is, if it is one."""
+    for i, tok in enumerate(tokens):
+        if tok.text in ("==", "!="):
+            left, right = tokens[:i], tokens[i + 1 :]
+            if len(left) == 1 and left[0].kind == "string":  # "literal" == name
+                left, right = right, left
+            name = _guard_name(left)
+            if name is None or len(right) != 1 or right[0].kind != "string":
+                return None
+            value = _string_value(right[0].text)
+            if value is None:
+                return None
+            return name, frozenset({value}), tok.text == "!="
+        if tok.text == "in":
+            name = _guard_name(tokens[:i])
+            items = tokens[i + 1 :]
+            if name is None or len(items) < 3 or items[0].text != "[" or items[-1].text != "]":
+                return None
+            values: set[str] = set()
+            for j, item in enumerate(items[1:-1]):
+                if j % 2 == 1:
+                    if item.text != ",":
+                        return None
+                    continue
+                value = _string_value(item.text) if item.kind == "string" else None
+                if value is None:
+                    return None
+                values.add(value)
+            return name, frozenset(values), False
+    return None
+
+
+def guard_values(snapshot: LeadSnapshot, trigger: str, trigger_detail: str) -> dict[str, str]:
+    """The values guards test, as CEL sees them (enums by their short names)."""
+    return {
+        "lead_id": snapshot.lead_id,
+        "home_brand_id": snapshot.home_brand_id,
+        "segment": snapshot.segment.short_name,
+        "grade": snapshot.grade.short_name,
+        "temperature": snapshot.temperature.short_name,
+        "stage": snapshot.stage.short_name,
+        "trigger": trigger,
+        "trigger_detail": trigger_detail,
+    }
+
+
+def _guards(tokens: list[_Token]) -> tuple[Guard, ...]:
+    found = (_guard(conjunct) for conjunct in _conjuncts(tokens))
+    return tuple(g for g in found if g is not None)
+
+
 # --- compiled conditions --------------------------------------------------------------------
 
 
@@ -261,6 +364,7 @@ class Condition:
     program: Any
     plan: ContextPlan
     reads: tuple[str, ...] = field(default=())
+    guards: tuple[Guard, ...] = field(default=())
     reads_key: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
@@ -421,7 +525,13 @@ def compile_condition(source: str) -> Condition:
         raise ConditionError("; ".join(errors))
     plan = _plan(accesses, idents, bare)
     program = cel.compile(source if bare else _rewrite(tokens, accesses))
-    condition = Condition(source=source, program=program, plan=plan, reads=_reads(accesses, idents))
+    condition = Condition(
+        source=source,
+        program=program,
+        plan=plan,
+        reads=_reads(accesses, idents),
+        guards=_guards(tokens),
+    )
     _probe(condition)
     return condition
 

@@ -7,15 +7,21 @@ the duplicate check (never twice to the same brand for the same trigger and deta
 never a duplicate of an earlier decision), then routes. STOP ends evaluation, ALSO_ROUTE goes
 on. Owners are picked afterwards (`assign_owners`) so the caller can lock exactly the brands
 that are routed to; `decide` does both for dry runs and benchmarks.
+
+A decision evaluates hundreds of rules and almost all of them simply do not match, so the
+trace (`Evaluations`) keeps only the notable ones (matched, errored) and makes the others
+when the whole trace is read (an explanation, the audit record rebuilt): the rules evaluated
+follow from the configuration and the notable ones (`evaluated_count`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any, overload
 
-from leadflow_routing.domain.conditions import Condition, compile_condition
+from leadflow_routing.domain.conditions import Condition, Guard, compile_condition, guard_values
 from leadflow_routing.domain.config import Brand, Continuation, RoutingConfig, Rule, Strategy
 from leadflow_routing.domain.snapshot import (
     ContextPlan,
@@ -47,6 +53,10 @@ class RuleOutcome(ShortNamedEnum):
     ROUTED = 4
     BLOCKED_BY_CONSENT = 5
     DUPLICATE = 6
+
+
+_ENDING = (RuleOutcome.ROUTED, RuleOutcome.DUPLICATE)
+"""Outcomes of a matched rule after which a STOP rule ends the evaluation."""
 
 
 class ConsentOutcome(ShortNamedEnum):
@@ -172,6 +182,84 @@ class RuleEvaluation:
         return f"RuleEvaluation({self.rule_index}, {self.rule_id!r}, {self.outcome.short_name})"
 
 
+class Evaluations(Sequence[RuleEvaluation]):
+    """The trace of one decision: every rule evaluated, in order. Only `notable` ones
+    (matched or errored, by rule index) are made while deciding; the rest (not matched,
+    disabled) are made, with their explanations, when the trace is first read whole."""
+
+    __slots__ = ("_all", "_compiled", "_count", "_explainer", "notable")
+
+    def __init__(
+        self,
+        compiled: CompiledConfig,
+        explainer: Explainer,
+        count: int,
+        notable: dict[int, RuleEvaluation],
+    ) -> None:
+        self._compiled = compiled
+        self._explainer = explainer
+        self._count = count
+        self.notable = notable
+        self._all: tuple[RuleEvaluation, ...] | None = None
+
+    def _every(self) -> tuple[RuleEvaluation, ...]:
+        if self._all is None:
+            rules = self._compiled.config.rules
+            conditions = self._compiled.conditions
+            out = []
+            for index in range(self._count):
+                found = self.notable.get(index)
+                if found is None:
+                    rule = rules[index]
+                    if rule.disabled:
+                        found = RuleEvaluation(
+                            index, rule, False, RuleOutcome.DISABLED, explanation="rule disabled"
+                        )
+                    else:
+                        found = RuleEvaluation(
+                            index,
+                            rule,
+                            False,
+                            RuleOutcome.NOT_MATCHED,
+                            condition=conditions[index],
+                            explainer=self._explainer,
+                        )
+                out.append(found)
+            self._all = tuple(out)
+        return self._all
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> RuleEvaluation: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[RuleEvaluation, ...]: ...
+    def __getitem__(self, index: int | slice) -> RuleEvaluation | tuple[RuleEvaluation, ...]:
+        return self._every()[index]
+
+    def __iter__(self) -> Iterator[RuleEvaluation]:
+        return iter(self._every())
+
+    @property
+    def last(self) -> RuleEvaluation | None:
+        """The last rule evaluated when it is notable (a plain miss otherwise: None)."""
+        return self.notable.get(self._count - 1)
+
+    def __repr__(self) -> str:
+        return f"Evaluations({self._count}, notable={list(self.notable.values())!r})"
+
+
+def evaluated_count(compiled: CompiledConfig, notable: Mapping[int, RuleEvaluation]) -> int:
+    """How many rules a decision with these notable evaluations evaluated: up to the first
+    that matched, routed (or was a duplicate) and stops; else all of them."""
+    rules = compiled.config.rules
+    for index, evaluation in notable.items():
+        if evaluation.outcome in _ENDING and rules[index].stops:
+            return index + 1
+    return len(rules)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
     """One brand the lead goes to. Ids and the deadline are filled in by the service."""
@@ -193,7 +281,7 @@ class Decision:
     trigger_detail: str
     config_version: int
     decided_at: datetime
-    evaluations: tuple[RuleEvaluation, ...]
+    evaluations: Evaluations
     routes: tuple[Route, ...]
     summary: str
     dry_run: bool = False
@@ -210,6 +298,9 @@ class CompiledConfig:
     conditions: tuple[Condition, ...]
     plan: ContextPlan
     brands: Mapping[str, Brand]
+    active: tuple[tuple[int, Rule, Condition, Any, tuple[Guard, ...]], ...] = ()
+    """(index, rule, condition, program, guards) of the enabled rules: the evaluation loop's
+    input."""
 
 
 def compile_config(config: RoutingConfig) -> CompiledConfig:
@@ -224,6 +315,11 @@ def compile_config(config: RoutingConfig) -> CompiledConfig:
         conditions=conditions,
         plan=plan,
         brands={b.id: b for b in config.brands},
+        active=tuple(
+            (index, rule, condition, condition.program, condition.guards)
+            for index, (rule, condition) in enumerate(zip(config.rules, conditions, strict=True))
+            if not rule.disabled
+        ),
     )
 
 
@@ -262,78 +358,78 @@ def evaluate_rules(
     trigger: Trigger,
     trigger_detail: str = "",
     history: Mapping[str, PriorRoute] | None = None,
-) -> tuple[RuleEvaluation, ...]:
+) -> Evaluations:
     """Every rule evaluated, in order, up to the first STOP that matched; routed rules have
     no owner selection yet."""
     config = compiled.config
-    ctx = cel_context(snapshot, trigger.short_name, trigger_detail, compiled.plan)
+    short = trigger.short_name
+    ctx = cel_context(snapshot, short, trigger_detail, compiled.plan)
     history = history or {}
     routed_brands: set[str] = set()
-    out: list[RuleEvaluation] = []
-    explainer = Explainer(snapshot, trigger.short_name, trigger_detail)
-    not_matched, errored = RuleOutcome.NOT_MATCHED, RuleOutcome.ERROR
-    for index, (rule, condition) in enumerate(zip(config.rules, compiled.conditions, strict=True)):
-        if rule.disabled:
-            out.append(
-                RuleEvaluation(
-                    index, rule, False, RuleOutcome.DISABLED, explanation="rule disabled"
-                )
-            )
+    notable: dict[int, RuleEvaluation] = {}
+    explainer = Explainer(snapshot, short, trigger_detail)
+    count = len(config.rules)
+    facts = guard_values(snapshot, short, trigger_detail)
+    for index, rule, condition, program, guards in compiled.active:
+        failed = False
+        for name, literals, negated in guards:  # conditions.py: an exact shortcut
+            if (facts[name] in literals) is negated:
+                failed = True
+                break
+        if failed:
             continue
         # Condition.evaluate inlined for the common outcomes (hundreds per decision); it
         # still turns errors and non-bool results into their recorded text.
-        program = condition.program
         try:
             result = True if program is None else program.execute(ctx)
         except Exception:
             result = None
-        if result is True:
-            matched, error = True, ""
-        elif result is False:
-            matched, error = False, ""
-        else:
-            matched, error = condition.evaluate(ctx)
-        if not matched:
-            outcome = errored if error else not_matched
-            out.append(
-                RuleEvaluation(
-                    index, rule, False, outcome, error, condition=condition, explainer=explainer
-                )
-            )
+        if result is False:
             continue
+        if result is not True:
+            matched, error = condition.evaluate(ctx)
+            if not matched:
+                if error:
+                    notable[index] = RuleEvaluation(
+                        index,
+                        rule,
+                        False,
+                        RuleOutcome.ERROR,
+                        error,
+                        condition=condition,
+                        explainer=explainer,
+                    )
+                continue
         consent = check_consent(snapshot, rule.target_brand_id, config.require_tracking_consent)
         if not consent.outcome.allowed:
-            out.append(
-                RuleEvaluation(
-                    index,
-                    rule,
-                    True,
-                    RuleOutcome.BLOCKED_BY_CONSENT,
-                    condition=condition,
-                    explainer=explainer,
-                    consent=consent,
-                )
+            notable[index] = RuleEvaluation(
+                index,
+                rule,
+                True,
+                RuleOutcome.BLOCKED_BY_CONSENT,
+                condition=condition,
+                explainer=explainer,
+                consent=consent,
             )
             continue
         dedup = _dedup(rule.target_brand_id, trigger, trigger_detail, history, routed_brands)
         outcome = RuleOutcome.DUPLICATE if dedup.duplicate else RuleOutcome.ROUTED
         if outcome is RuleOutcome.ROUTED:
             routed_brands.add(rule.target_brand_id)
-        out.append(
-            RuleEvaluation(
-                index,
-                rule,
-                True,
-                outcome,
-                condition=condition,
-                explainer=explainer,
-                consent=consent,
-                dedup=dedup,
-            )
+        notable[index] = RuleEvaluation(
+            index,
+            rule,
+            True,
+            outcome,
+            condition=condition,
+            explainer=explainer,
+            consent=consent,
+            dedup=dedup,
         )
         if rule.stops:
+            count = index + 1
             break
-    return tuple(out)
+    return Evaluations(compiled, explainer, count, notable)
 
 
 def _dedup(
@@ -358,28 +454,29 @@ def _dedup(
     return DedupCheck(duplicate=False, key=key)
 
 
-def routed_brands(evaluations: tuple[RuleEvaluation, ...]) -> list[str]:
+def routed_brands(evaluations: Evaluations) -> list[str]:
     """Brands the evaluations route to (the rows to lock before picking owners), sorted."""
-    return sorted({e.target_brand_id for e in evaluations if e.outcome is RuleOutcome.ROUTED})
+    return sorted(
+        {e.target_brand_id for e in evaluations.notable.values() if e.outcome is RuleOutcome.ROUTED}
+    )
 
 
 def assign_owners(
     compiled: CompiledConfig,
     snapshot: LeadSnapshot,
-    evaluations: tuple[RuleEvaluation, ...],
+    evaluations: Evaluations,
     states: Mapping[str, BrandState],
     at: datetime,
-) -> tuple[tuple[RuleEvaluation, ...], tuple[Route, ...], dict[str, BrandState]]:
-    """Owners for the routed rules, nurture sequences, and the brands' states after."""
+) -> tuple[Evaluations, tuple[Route, ...], dict[str, BrandState]]:
+    """Owners for the routed rules (recorded in their evaluations), nurture sequences, and
+    the brands' states after."""
     config = compiled.config
     new_states = dict(states)
-    out: list[RuleEvaluation] = []
     routes: list[Route] = []
-    for evaluation in evaluations:
+    for evaluation in evaluations.notable.values():
         if evaluation.outcome is not RuleOutcome.ROUTED:
-            out.append(evaluation)
             continue
-        rule = config.rules[evaluation.rule_index]
+        rule = evaluation.rule
         brand = compiled.brands[rule.target_brand_id]
         selection, new_states[brand.id] = select_owner(
             brand,
@@ -389,7 +486,6 @@ def assign_owners(
             fixed_owner_id=rule.fixed_owner_id,
         )
         evaluation.owner_selection = selection
-        out.append(evaluation)
         routes.append(
             Route(
                 rule_id=rule.id,
@@ -399,7 +495,7 @@ def assign_owners(
                 nurture_sequence_id=_nurture(config, rule, snapshot),
             )
         )
-    return tuple(out), tuple(routes), new_states
+    return evaluations, tuple(routes), new_states
 
 
 def _nurture(config: RoutingConfig, rule: Rule, snapshot: LeadSnapshot) -> str:
@@ -415,9 +511,7 @@ def _nurture(config: RoutingConfig, rule: Rule, snapshot: LeadSnapshot) -> str:
     return ""
 
 
-def summarize(
-    config: RoutingConfig, evaluations: tuple[RuleEvaluation, ...], routes: tuple[Route, ...]
-) -> str:
+def summarize(config: RoutingConfig, evaluations: Evaluations, routes: tuple[Route, ...]) -> str:
     parts: list[str] = []
     for route in routes:
         selection = route.selection
@@ -428,20 +522,21 @@ def summarize(
             text += f", nurture {route.nurture_sequence_id}"
         parts.append(text)
     if not routes:
-        blocked = [e.rule_id for e in evaluations if e.outcome is RuleOutcome.BLOCKED_BY_CONSENT]
-        duplicate = [e.rule_id for e in evaluations if e.outcome is RuleOutcome.DUPLICATE]
+        notable = evaluations.notable.values()
+        blocked = [e.rule_id for e in notable if e.outcome is RuleOutcome.BLOCKED_BY_CONSENT]
+        duplicate = [e.rule_id for e in notable if e.outcome is RuleOutcome.DUPLICATE]
         text = f"Not routed: no rule routed the lead ({len(evaluations)} evaluated)"
         if blocked:
             text += "; blocked by consent: " + ", ".join(blocked)
         if duplicate:
             text += "; already routed for this trigger: " + ", ".join(duplicate)
         parts.append(text)
-    if evaluations:
-        last = evaluations[-1]
+    last = evaluations.last  # a plain miss (not notable) never ends the evaluation early
+    if last is not None:
         remaining = len(config.rules) - last.rule_index - 1
         if (
             last.matched
-            and last.outcome in (RuleOutcome.ROUTED, RuleOutcome.DUPLICATE)
+            and last.outcome in _ENDING
             and (remaining > 0 and last.continuation is not Continuation.ALSO_ROUTE)
         ):
             parts.append(f"{remaining} later rule(s) not evaluated (rule {last.rule_id} stops)")
@@ -478,7 +573,7 @@ def build_decision(
     trigger: Trigger,
     trigger_detail: str,
     at: datetime,
-    evaluations: tuple[RuleEvaluation, ...],
+    evaluations: Evaluations,
     routes: tuple[Route, ...],
     *,
     dry_run: bool = False,
