@@ -1,5 +1,5 @@
 """Composition root: the routing servicer, the ingest and scoring consumers, the outbox
-relay, the sink delivery worker, the SLA job and the nurture scheduler."""
+relay, the sink delivery worker, the SLA job, the nurture scheduler and the retention job."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from leadflow_routing.api.servicer import RoutingServicer
 from leadflow_routing.config import RoutingSettings
 from leadflow_routing.events import consumers
 from leadflow_routing.jobs.nurture import emit_due_steps
+from leadflow_routing.jobs.retention import delete_expired
 from leadflow_routing.jobs.sla import handle_breaches
 from leadflow_routing.service import Clock, RoutingService, system_clock
 from leadflow_routing.sinks.delivery import DeliveryWorker
@@ -55,8 +56,12 @@ def build(runtime: Runtime, clock: Clock = system_clock) -> None:
     async def nurture() -> None:
         await emit_due_steps(service)
 
+    async def retention() -> None:
+        await delete_expired(runtime.pool, runtime.tenants, clock())
+
     runtime.add_periodic("sla", settings.sla_interval_seconds, sla)
     runtime.add_periodic("nurture", settings.nurture_interval_seconds, nurture)
+    runtime.add_periodic("retention", settings.retention_interval_seconds, retention)
 
 
 def spec(clock: Clock = system_clock) -> ServiceSpec:

@@ -32,6 +32,13 @@ SETTINGS: dict[str, Setting] = {
         positive_int,
         "Sink deliveries a worker leases and sends at once.",
     ),
+    "retention_interval_seconds": Setting(
+        "LEADFLOW_ROUTING_RETENTION_INTERVAL_SECONDS",
+        3600.0,
+        positive_float,
+        "How often the retention job deletes routing history past its use or each tenant's"
+        " retention.",
+    ),
     "secrets_file": Setting(
         "LEADFLOW_ROUTING_SECRETS_FILE",
         "",
@@ -49,6 +56,7 @@ class RoutingSettings:
     nurture_interval_seconds: float
     delivery_poll_seconds: float
     delivery_batch_size: int
+    retention_interval_seconds: float
     secrets_file: str
 
     @classmethod

@@ -832,6 +832,22 @@ async def finish_delivery(
     )
 
 
+# --- retention ------------------------------------------------------------------------------
+
+RETENTION_DELETES = {
+    "lead_events": "DELETE FROM lead_events WHERE ctid = ANY(ARRAY("
+    "SELECT ctid FROM lead_events WHERE tenant_id = $1 AND occurred_at < $2 LIMIT $3))",
+    "decisions": "DELETE FROM decisions WHERE ctid = ANY(ARRAY("
+    "SELECT ctid FROM decisions WHERE tenant_id = $1 AND decided_at < $2 LIMIT $3))",
+    "deliveries": "DELETE FROM deliveries WHERE ctid = ANY(ARRAY("
+    "SELECT ctid FROM deliveries WHERE tenant_id = $1 AND state <> 'pending'"
+    " AND created_at < $2 LIMIT $3))",
+    "outbox": "DELETE FROM outbox WHERE ctid = ANY(ARRAY("
+    "SELECT ctid FROM outbox WHERE tenant_id = $1 AND published_at < $2 LIMIT $3))",
+}
+"""Statements ($1 tenant, $2 cutoff, $3 slice size) deleting one slice of expired rows."""
+
+
 # --- erasure --------------------------------------------------------------------------------
 
 
