@@ -78,15 +78,34 @@ def test_order_two_matches_the_hand_computation():
     assert fit.order == 2
 
 
-def test_a_cycle_converges_to_the_exact_absorption_probabilities():
+@pytest.mark.parametrize("dense_limit", [1_500, 0], ids=["lu", "gauss-seidel"])
+def test_a_cycle_converges_to_the_exact_absorption_probabilities(dense_limit):
     # a -> b 1/2, conv 1/2; b -> a 1/2, null 1/2: P(conv from a) = 2/3, from b = 1/3.
     paths = [ChannelPath(("a", "b", "a"), 1, 0), ChannelPath(("b",), 0, 1)]
-    fit = fit_markov(paths)
+    fit = fit_markov(paths, dense_limit=dense_limit)
     assert fit.conversion_probability == pytest.approx(1 / 2, abs=1e-11)
     assert by_channel(fit, "removal_effect") == pytest.approx({"a": 1.0, "b": 0.5}, abs=1e-11)
     assert by_channel(fit, "conversions") == pytest.approx({"a": 2 / 3, "b": 1 / 3}, abs=1e-11)
     assert fit.converged
-    assert not fit_markov(paths, max_sweeps=1).converged
+    assert (fit.sweeps == 0) == (dense_limit > 0)  # LU needs no sweeps
+
+
+def test_an_iterative_solve_that_runs_out_of_sweeps_is_flagged():
+    paths = [ChannelPath(("a", "b", "a"), 1, 0), ChannelPath(("b",), 0, 1)]
+    assert not fit_markov(paths, max_sweeps=1, dense_limit=0).converged
+
+
+def test_both_solvers_give_the_same_fit_at_order_two():
+    paths = [
+        ChannelPath(("a", "b", "c", "a", "b"), 3, 1, 30.0),
+        ChannelPath(("b", "a", "c"), 0, 4),
+        ChannelPath(("c", "c", "a"), 2, 2, 10.0),
+        ChannelPath(("a",), 1, 1, 5.0),
+    ]
+    lu, iterated = fit_markov(paths, 2), fit_markov(paths, 2, dense_limit=0)
+    assert lu.state_count == iterated.state_count
+    for field in ("removal_effect", "conversions", "value_removal_effect", "value"):
+        assert by_channel(lu, field) == pytest.approx(by_channel(iterated, field), abs=1e-9)
 
 
 def test_counted_and_repeated_paths_and_their_order_give_the_same_fit():

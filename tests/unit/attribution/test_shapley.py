@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from fractions import Fraction
 
 import pytest
 
@@ -157,3 +158,28 @@ def test_sampled_subset_game_agrees_with_the_closed_form_within_its_bound():
 def test_exact_limit_is_twelve_players():
     assert shapley_values(12, lambda mask: float(mask.bit_count())).exact
     assert not shapley_values(13, lambda mask: float(mask.bit_count()), samples=10).exact
+
+
+@pytest.mark.parametrize("channel_count", [20, 70])
+def test_closed_form_with_many_channels_splits_each_journey_evenly(channel_count):
+    rng = random.Random(channel_count)
+    names = [f"ch{i:02d}" for i in range(channel_count)]
+    paths = [
+        ChannelPath(tuple(rng.choices(names, k=rng.randint(0, 6))), rng.randint(0, 3),
+                    rng.randint(0, 2), rng.choice([0.0, 10.0, 99.5]))
+        for _ in range(300)
+    ]  # fmt: skip
+    fit = fit_shapley(paths)
+    want: dict[str, Fraction] = {}
+    values: dict[str, list[float]] = {}
+    for path in paths:
+        distinct = set(path.channels)
+        for channel in distinct:
+            want[channel] = want.get(channel, Fraction()) + Fraction(
+                path.conversions, len(distinct)
+            )
+            values.setdefault(channel, []).append(path.value / len(distinct))
+    assert [c.channel for c in fit.credits] == sorted(want)
+    for credit in fit.credits:
+        assert credit.conversions == float(want[credit.channel])
+        assert credit.value == math.fsum(values[credit.channel])

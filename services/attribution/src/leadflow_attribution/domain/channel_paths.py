@@ -12,6 +12,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from leadflow_attribution.domain.errors import InvalidInput
 
 
@@ -86,3 +89,69 @@ def total_paths(paths: Iterable[ChannelPath]) -> tuple[PathTotals, PathStats]:
         attributed_value=attributed_value,
     )
     return totals, stats
+
+
+@dataclass(frozen=True, eq=False)
+class PathColumns:
+    """Paths as columns: path i is channels[offsets[i]:offsets[i + 1]] (codes into
+    `channel_names`), with its counts and value. Identical paths need not be merged."""
+
+    channels: npt.NDArray[np.int64]
+    offsets: npt.NDArray[np.int64]
+    conversions: npt.NDArray[np.int64]
+    non_conversions: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    channel_names: tuple[str, ...]
+
+    @property
+    def lengths(self) -> npt.NDArray[np.int64]:
+        return np.diff(self.offsets)
+
+
+def path_columns(paths: Iterable[ChannelPath]) -> PathColumns:
+    """Columns of `paths`, refusing negative counts and negative or non-finite values."""
+    codes: dict[str, int] = {}
+    channels: list[int] = []
+    offsets = [0]
+    conversions: list[int] = []
+    failures: list[int] = []
+    values: list[float] = []
+    for position, path in enumerate(paths):
+        if path.conversions < 0 or path.non_conversions < 0:
+            raise InvalidInput.of(
+                f"paths[{position}].conversions", "INVALID_COUNT", "counts must be >= 0"
+            )
+        if not 0 <= path.value < math.inf:  # also refuses NaN
+            raise InvalidInput.of(
+                f"paths[{position}].value", "INVALID_VALUE", "must be finite and >= 0"
+            )
+        channels.extend(codes.setdefault(channel, len(codes)) for channel in path.channels)
+        offsets.append(len(channels))
+        conversions.append(path.conversions)
+        failures.append(path.non_conversions)
+        values.append(path.value)
+    return PathColumns(
+        channels=np.asarray(channels, dtype=np.int64),
+        offsets=np.asarray(offsets, dtype=np.int64),
+        conversions=np.asarray(conversions, dtype=np.int64),
+        non_conversions=np.asarray(failures, dtype=np.int64),
+        values=np.asarray(values, dtype=np.float64),
+        channel_names=tuple(codes),
+    )
+
+
+def column_stats(paths: PathColumns) -> PathStats:
+    """total_paths' counts, over columns."""
+    lengths = paths.lengths
+    attributed = lengths > 0
+    present = np.zeros(len(paths.channel_names), dtype=bool)
+    present[paths.channels] = True  # every row belongs to a non-empty path
+    values = paths.values[attributed]
+    return PathStats(
+        journey_count=int(paths.conversions.sum() + paths.non_conversions.sum()),
+        converting_journey_count=int(paths.conversions.sum()),
+        channel_count=int(present.sum()),
+        unattributed_conversions=int(paths.conversions[~attributed].sum()),
+        attributed_conversions=int(paths.conversions[attributed].sum()),
+        attributed_value=math.fsum(values[values != 0].tolist()),
+    )

@@ -164,16 +164,20 @@ def build_journey(
     """
     if lookback < timedelta(0):
         raise InvalidInput.of("options.lookback_window", "OUT_OF_RANGE", "must not be negative")
+    end = conversion.occurred_at
+    start = end - lookback
+    return tuple(t for t in ordered_unique(touchpoints) if start <= t.occurred_at <= end)
+
+
+def ordered_unique(touchpoints: Iterable[Touchpoint]) -> list[Touchpoint]:
+    """One touchpoint per event id (the earliest copy), ordered by (occurred_at, event_id):
+    the same list whatever order and however many times the events arrived."""
     unique: dict[str, Touchpoint] = {}
     for touchpoint in touchpoints:
         kept = unique.get(touchpoint.event_id)
         if kept is None or _copy_rank(touchpoint) < _copy_rank(kept):
             unique[touchpoint.event_id] = touchpoint
-    end = conversion.occurred_at
-    start = end - lookback
-    inside = [t for t in unique.values() if start <= t.occurred_at <= end]
-    inside.sort(key=_journey_order)
-    return tuple(inside)
+    return sorted(unique.values(), key=_journey_order)
 
 
 def opportunity_index(

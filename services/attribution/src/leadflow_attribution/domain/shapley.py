@@ -20,12 +20,22 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from statistics import NormalDist
 
-from leadflow_attribution.domain.channel_paths import ChannelPath, PathStats, total_paths
+import numpy as np
+import numpy.typing as npt
+
+from leadflow_attribution.domain.channel_paths import (
+    ChannelPath,
+    PathColumns,
+    PathStats,
+    column_stats,
+    path_columns,
+    total_paths,
+)
 
 EXACT_LIMIT = 12
 DEFAULT_SAMPLES = 2_000
@@ -172,31 +182,27 @@ class ShapleyFit:
 
 
 def fit_shapley(paths: Iterable[ChannelPath]) -> ShapleyFit:
+    """fit_shapley_columns over ChannelPath objects (identical paths may repeat)."""
+    return fit_shapley_columns(path_columns(paths))
+
+
+def fit_shapley_columns(paths: PathColumns) -> ShapleyFit:
     """Shapley credit of the subset game in closed form (exact for any channel count).
 
     Conversions of empty paths are in no coalition's value (stats.unattributed_conversions);
     credit sums to stats.attributed_conversions and value credit to stats.attributed_value.
     """
-    totals, stats = total_paths(paths)
-    # channel -> {distinct channels in the journey: conversions}, so sums stay exact
-    by_size: dict[str, dict[int, int]] = {}
-    value_credit: dict[str, list[float]] = {}
-    for key, (conversions, _failures, value) in totals.items():
-        distinct = set(key)
-        size = len(distinct)
-        for channel in distinct:
-            counts = by_size.setdefault(channel, {})
-            counts[size] = counts.get(size, 0) + int(conversions)
-            value_credit.setdefault(channel, []).append(value / size)
+    stats = column_stats(paths)
+    names = paths.channel_names
     credits: list[ShapleyChannelCredit] = []
-    for channel in sorted(by_size):
-        conversions = float(sum((Fraction(c, s) for s, c in by_size[channel].items()), Fraction()))
-        value = math.fsum(value_credit[channel])
+    for code, by_size, value in sorted(_channel_sums(paths), key=lambda h: names[h[0]]):
+        # {distinct channels in the journey: conversions}, summed as fractions: exact
+        exact = sum((Fraction(int(c), s) for s, c in enumerate(by_size) if c), Fraction())
         credits.append(
             ShapleyChannelCredit(
-                channel=channel,
-                weight=_ratio(conversions, stats.attributed_conversions),
-                conversions=conversions,
+                channel=names[code],
+                weight=_ratio(float(exact), stats.attributed_conversions),
+                conversions=float(exact),
                 value_weight=_ratio(value, stats.attributed_value),
                 value=value,
             )
@@ -209,6 +215,68 @@ def fit_shapley(paths: Iterable[ChannelPath]) -> ShapleyFit:
         error_bound=0.0,
         error_confidence=0.0,
     )
+
+
+_MASK_TABLE_CHANNELS = 16  # up to 2^16 channel sets: sum per set, then per channel
+
+
+def _channel_sums(paths: PathColumns) -> Iterator[tuple[int, list[float], float]]:
+    """Per channel present in a non-empty path: its code, the conversions of the paths
+    holding it by their number of distinct channels, and sum(value / that number)."""
+    nonempty = np.flatnonzero(paths.lengths > 0)
+    if not nonempty.size:
+        return
+    width = len(paths.channel_names)
+    conversions = paths.conversions[nonempty].astype(np.float64)
+    values = paths.values[nonempty]
+    if width > 62:
+        yield from _channel_sums_by_pairs(paths, nonempty)
+        return
+    # a bit per channel: each path's channel set as an int64 mask (empty paths own no
+    # rows, so each non-empty path's segment ends where the next one begins)
+    masks = np.bitwise_or.reduceat(
+        np.left_shift(np.int64(1), paths.channels), paths.offsets[:-1][nonempty]
+    )
+    sizes = np.bitwise_count(masks).astype(np.int64)
+    everything = int(np.bitwise_or.reduce(masks))
+    paying = np.flatnonzero(values != 0)
+    paying_masks, paying_shares = masks[paying], values[paying] / sizes[paying]
+    if width <= _MASK_TABLE_CHANNELS:
+        sets = np.arange(1 << width, dtype=np.int64)
+        per_set = np.bincount(masks, weights=conversions, minlength=sets.shape[0])
+        set_sizes = np.bitwise_count(sets).astype(np.int64)
+    for code in range(width):
+        if not everything >> code & 1:
+            continue
+        if width <= _MASK_TABLE_CHANNELS:
+            held = (sets >> code) & 1 == 1
+            by_size = np.bincount(set_sizes[held], weights=per_set[held])
+        else:
+            held = (masks >> code) & 1 == 1
+            by_size = np.bincount(sizes[held], weights=conversions[held])
+        mine = paying_shares[(paying_masks >> code) & 1 == 1]
+        yield code, by_size.tolist(), math.fsum(mine.tolist())
+
+
+def _channel_sums_by_pairs(
+    paths: PathColumns, nonempty: npt.NDArray[np.int64]
+) -> Iterator[tuple[int, list[float], float]]:
+    """_channel_sums for many channels: each (path, channel) pair once, by sorting."""
+    width = len(paths.channel_names)
+    owner = np.repeat(np.arange(paths.lengths.shape[0], dtype=np.int64), paths.lengths)
+    pairs = np.unique(owner * width + paths.channels)
+    owners, codes = pairs // width, pairs % width
+    sizes = np.bincount(owners, minlength=paths.lengths.shape[0])[owners]
+    order = np.argsort(codes, kind="stable")
+    edges = np.searchsorted(codes[order], np.arange(width + 1))
+    for code in range(width):
+        mine = order[edges[code] : edges[code + 1]]
+        if not mine.size:
+            continue
+        holders = owners[mine]
+        by_size = np.bincount(sizes[mine], weights=paths.conversions[holders].astype(np.float64))
+        shares = paths.values[holders] / sizes[mine]
+        yield code, by_size.tolist(), math.fsum(shares[shares != 0].tolist())
 
 
 def _ratio(part: float, whole: float) -> float:
