@@ -144,16 +144,18 @@ async def upsert_lead(
 
 
 async def add_events(
-    conn: asyncpg.Connection, tenant_id: str, rows: Sequence[tuple[str, str, str, datetime]]
+    conn: asyncpg.Connection, tenant_id: str, rows: Sequence[tuple[str, str, str, str, datetime]]
 ) -> None:
-    """(event_id, lead_id, name, occurred_at) of human events."""
+    """(event_id, lead_id, anonymous_id, name, occurred_at) of human events; lead_id is ''
+    for a visitor not known as a lead yet."""
     if not rows:
         return
     await conn.execute(
         """
-        INSERT INTO lead_events (tenant_id, event_id, lead_id, name, occurred_at)
-        SELECT $1, e, l, n, t FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[])
-            AS u(e, l, n, t)
+        INSERT INTO lead_events (tenant_id, event_id, lead_id, anonymous_id, name, occurred_at)
+        SELECT $1, e, l, a, n, t
+        FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+            AS u(e, l, a, n, t)
         ON CONFLICT DO NOTHING
         """,
         tenant_id,
@@ -161,7 +163,9 @@ async def add_events(
         [r[1] for r in rows],
         [r[2] for r in rows],
         [r[3] for r in rows],
+        [r[4] for r in rows],
     )
+    rows = [r for r in rows if r[1]]
     await conn.execute(
         """
         UPDATE leads l SET last_activity_at = greatest(l.last_activity_at, u.t),
@@ -172,7 +176,33 @@ async def add_events(
         """,
         tenant_id,
         [r[1] for r in rows],
-        [r[3] for r in rows],
+        [r[4] for r in rows],
+    )
+
+
+async def claim_visitor_events(
+    conn: asyncpg.Connection, tenant_id: str, anonymous_ids: Sequence[str], lead_id: str
+) -> int:
+    """The events kept under these anonymous ids become the lead's; how many moved."""
+    if not anonymous_ids:
+        return 0
+    status = await conn.execute(
+        "UPDATE lead_events SET lead_id = $3"
+        " WHERE tenant_id = $1 AND anonymous_id = ANY($2::text[]) AND lead_id = ''",
+        tenant_id,
+        list(anonymous_ids),
+        lead_id,
+    )
+    return int(status.split()[-1])
+
+
+async def erase_visitors(
+    conn: asyncpg.Connection, tenant_id: str, anonymous_ids: Sequence[str]
+) -> None:
+    await conn.execute(
+        "DELETE FROM lead_events WHERE tenant_id = $1 AND anonymous_id = ANY($2::text[])",
+        tenant_id,
+        list(anonymous_ids),
     )
 
 

@@ -1,9 +1,14 @@
-"""Routing's consumers: ingest (identify, events, consent, erasure) and scoring (score,
-threshold, stage). Each keeps routing's copy of the lead's facts and routes on the three
+"""Routing's consumers: ingest (identify, alias, events, consent, erasure) and scoring
+(score, threshold, stage). Each keeps routing's copy of the lead's facts and routes on the three
 triggers, in the transaction that records the message in the inbox.
 
 Threshold crossings route only upwards (a lead that cools is not handed to anyone); their
 detail is "<dimension>:<new value>", e.g. "temperature:hot" or "grade:a_plus".
+
+Events of a visitor not known as a lead yet are kept under its anonymous id; an alias or an
+identification naming that id (before the decision it triggers) makes them the lead's, so
+they count in its recent behaviour. Events with a lead id routing has not seen yet are kept
+under that id and count once the lead is identified or scored.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ INGEST_STREAM = "INGEST"
 INGEST_SUBJECTS = (
     "ingest.event.recorded",
     "ingest.subject.identified",
+    "ingest.subject.aliased",
     "ingest.consent.changed",
     "ingest.subject.erased",
 )
@@ -141,12 +147,18 @@ class Consumers:
             tenant_id = _tenant(delivery)
             if isinstance(message, ingest_events.SubjectIdentified):
                 await self.identified(conn, tenant_id, message)
+            elif isinstance(message, ingest_events.SubjectAliased):
+                if message.anonymous_id and message.lead_id:
+                    await repo.claim_visitor_events(
+                        conn, tenant_id, [message.anonymous_id], message.lead_id
+                    )
             elif isinstance(message, ingest_events.EventsRecorded):
                 await self.events_recorded(conn, tenant_id, message)
             elif isinstance(message, ingest_events.ConsentChanged):
                 await self.consent_changed(conn, tenant_id, message)
             elif isinstance(message, ingest_events.SubjectErased):
                 await self.service.erase(conn, tenant_id, list(message.lead_ids))
+                await repo.erase_visitors(conn, tenant_id, list(message.anonymous_ids))
             else:
                 raise PoisonMessage(f"routing does not read {delivery.subject}")
 
@@ -179,6 +191,9 @@ class Consumers:
             seen_at=_at(message),
         )
         await repo.upsert_lead(conn, tenant_id, message.lead_id, facts)
+        await repo.claim_visitor_events(
+            conn, tenant_id, list(message.anonymous_ids), message.lead_id
+        )
         await self.service.route(
             conn,
             tenant_id,
@@ -193,12 +208,13 @@ class Consumers:
         rows = []
         stops: dict[str, StopReason] = {}
         for event in message.events:
-            lead_id = event.subject.lead_id
-            if not lead_id or event.flags.machine_generated:
+            lead_id, anonymous_id = event.subject.lead_id, event.subject.anonymous_id
+            if not (lead_id or anonymous_id) or event.flags.machine_generated:
                 continue
             name = _event_name(event.type, event.custom_name)
-            rows.append((event.event_id, lead_id, name, event.occurred_at.ToDatetime(tzinfo=UTC)))
-            reason = stop_for_event(name)
+            at = event.occurred_at.ToDatetime(tzinfo=UTC)
+            rows.append((event.event_id, lead_id, anonymous_id, name, at))
+            reason = stop_for_event(name) if lead_id else None
             if reason is not None:
                 stops.setdefault(lead_id, reason)
         await repo.add_events(conn, tenant_id, rows)
