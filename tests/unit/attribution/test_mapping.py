@@ -12,6 +12,7 @@ from leadflow.attribution.v1 import attribution_types_pb2 as types
 from leadflow.common.v1 import money_pb2
 from leadflow_attribution.api import mapping
 from leadflow_attribution.db.fits import FitKey
+from leadflow_attribution.domain.columns import encode_touchpoints
 from leadflow_attribution.domain.credit import allocate
 from leadflow_attribution.domain.journey import Conversion, Touchpoint
 from leadflow_attribution.domain.models import AttributionModel, AttributionOptions
@@ -97,7 +98,7 @@ def test_a_fit_learns_from_converting_and_non_converting_journeys():
     end = T0 + timedelta(days=1)
     for model, order in ((AttributionModel.MARKOV, 1), (AttributionModel.SHAPLEY, 0)):
         key = FitKey(model, order, 90 * 86400, T0, end)
-        fit = compute_fit(key, touchpoints, conversions, T0, end, generation=7)
+        fit = compute_fit(key, encode_touchpoints(touchpoints), conversions, T0, end, generation=7)
         assert (fit.journey_count, fit.converting_journey_count) == (4, 2)
         assert fit.channel_count == 3 and fit.generation == 7
         assert sum(fit.weights.values()) == pytest.approx(1.0)

@@ -16,7 +16,7 @@ from leadflow.common.v1 import lead_pb2
 from leadflow_attribution.db import repository as repo
 from leadflow_attribution.domain.attribution import (
     ConversionAttribution,
-    attribute,
+    attribute_many,
     credits_digest,
 )
 from leadflow_attribution.domain.journey import Touchpoint
@@ -60,23 +60,25 @@ async def journeys(
     return touchpoints, entries
 
 
-def attribute_row(
-    row: repo.ConversionRow,
+def attribute_rows(
+    rows: Sequence[repo.ConversionRow],
     touchpoints: Mapping[str, list[Touchpoint]],
     entries: Mapping[str, list[datetime]],
     options: AttributionOptions,
     models: Sequence[repo.AttributionModel] = HEURISTIC_MODELS,
     channel_weights: Mapping[repo.AttributionModel, Mapping[str, float]] | None = None,
-) -> ConversionAttribution:
-    conversion = dataclasses.replace(
-        row.conversion,
-        opportunity_at=latest_at_or_before(
-            entries.get(row.lead_id, []), row.conversion.occurred_at
-        ),
-    )
-    return attribute(
-        touchpoints.get(conversion.subject, ()), conversion, options, models, channel_weights
-    )
+) -> list[ConversionAttribution]:
+    """Credits of the stored conversions, all in one batch (attribution.attribute_many)."""
+    conversions = [
+        dataclasses.replace(
+            row.conversion,
+            opportunity_at=latest_at_or_before(
+                entries.get(row.lead_id, []), row.conversion.occurred_at
+            ),
+        )
+        for row in rows
+    ]
+    return attribute_many(touchpoints, conversions, options, models, channel_weights)
 
 
 async def reattribute(
@@ -92,8 +94,7 @@ async def reattribute(
     options = heuristic_options(options)
     touchpoints, entries = await journeys(conn, tenant_id, rows, options)
     changed: list[tuple[repo.ConversionRow, ConversionAttribution, repo.StoredCredits]] = []
-    for row in rows:
-        result = attribute_row(row, touchpoints, entries, options)
+    for row, result in zip(rows, attribute_rows(rows, touchpoints, entries, options), strict=True):
         digest = credits_digest(result)
         if digest == row.credits_digest and row.options == options:
             continue

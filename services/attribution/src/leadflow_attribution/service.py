@@ -139,7 +139,9 @@ class AttributionService:
             generation = await repo.generation(conn, tenant_id) if fitted else 0
             touchpoints, entries = await crediting.journeys(conn, tenant_id, [row], options)
             answered = [m for m in models if m not in pending]
-            result = crediting.attribute_row(row, touchpoints, entries, options, answered, weights)
+            (result,) = crediting.attribute_rows(
+                [row], touchpoints, entries, options, answered, weights
+            )
             stored = (
                 await repo.stored_credits(conn, tenant_id, conversion_id)
                 if row.options == crediting.heuristic_options(options)
@@ -234,15 +236,11 @@ class AttributionService:
         weights: dict[str, float] | None = None,
     ) -> list[AttributedConversion]:
         touchpoints, entries = await crediting.journeys(conn, where.tenant_id, rows, options)
-        out: list[AttributedConversion] = []
-        for row in rows:
-            result = crediting.attribute_row(
-                row, touchpoints, entries, options, [model],
-                {model: weights} if weights is not None else None,
-            )  # fmt: skip
-            out.append(
-                AttributedConversion(result.conversion, result.journey, result.credits[model])
-            )
+        results = crediting.attribute_rows(
+            rows, touchpoints, entries, options, [model],
+            {model: weights} if weights is not None else None,
+        )  # fmt: skip
+        out = [AttributedConversion(r.conversion, r.journey, r.credits[model]) for r in results]
         return out
 
     async def summarize(self, query: RangeQuery, model: AttributionModel) -> pb.SummarizeResponse:

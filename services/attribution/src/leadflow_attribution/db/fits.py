@@ -11,8 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import numpy as np
 
-from leadflow_attribution.domain.journey import Touchpoint
+from leadflow_attribution.domain.columns import TouchColumns, micros
+from leadflow_attribution.domain.journey import channel_label
 from leadflow_attribution.domain.models import AttributionModel
 
 
@@ -180,23 +182,35 @@ async def save_fit(
 
 async def touchpoints_between(
     conn: asyncpg.Connection, tenant_id: str, since: datetime, until: datetime
-) -> dict[str, list[Touchpoint]]:
-    """Every touchpoint of the tenant with since <= occurred_at < until, per subject key,
-    sorted by (occurred_at, event_id) as journeys are."""
+) -> TouchColumns:
+    """Every touchpoint of the tenant with since <= occurred_at < until, as columns per
+    subject key, each subject's sorted by (occurred_at, event_id) as journeys are (one row
+    per event id: the table's key)."""
     rows = await conn.fetch(
-        "SELECT subject_key, event_id, occurred_at, channel FROM touchpoints"
+        "SELECT subject_key, occurred_at, channel FROM touchpoints"
         " WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3"
         ' ORDER BY subject_key, occurred_at, event_id COLLATE "C"',
         tenant_id,
         since,
         until,
     )
-    found: dict[str, list[Touchpoint]] = {}
-    for r in rows:
-        found.setdefault(r["subject_key"], []).append(
-            Touchpoint(r["event_id"], r["occurred_at"], r["channel"])
-        )
-    return found
+    subjects: list[str] = []
+    offsets: list[int] = []
+    codes: dict[str, int] = {}
+    channels: list[int] = []
+    for position, r in enumerate(rows):
+        if not subjects or r["subject_key"] != subjects[-1]:
+            subjects.append(r["subject_key"])
+            offsets.append(position)
+        channels.append(codes.setdefault(channel_label(r["channel"]), len(codes)))
+    offsets.append(len(rows))
+    return TouchColumns(
+        subjects=tuple(subjects),
+        offsets=np.asarray(offsets if subjects else [0], dtype=np.int64),
+        times=np.fromiter((micros(r["occurred_at"]) for r in rows), np.int64, len(rows)),
+        channels=np.asarray(channels, dtype=np.int64),
+        channel_names=tuple(codes),
+    )
 
 
 async def forget_unused(conn: asyncpg.Connection, tenant_id: str, before: datetime) -> int:

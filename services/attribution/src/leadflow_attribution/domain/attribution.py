@@ -6,24 +6,27 @@ ConversionAttributed carries).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
-from leadflow_attribution.domain.channel_weights import (
-    channel_weight_numerators,
-    shares_from_channel_weights,
+from leadflow_attribution.domain.batch import (
+    BatchCredits,
+    credit_batch,
+    journeys_batch,
+    journeys_from_columns,
 )
-from leadflow_attribution.domain.credit import Credit, allocate, allocate_numerators
-from leadflow_attribution.domain.currency import currency_exponent
+from leadflow_attribution.domain.channel_weights import shares_from_channel_weights
+from leadflow_attribution.domain.columns import encode_conversions, encode_touchpoints
+from leadflow_attribution.domain.credit import Credit
+from leadflow_attribution.domain.errors import InvalidInput
 from leadflow_attribution.domain.heuristics import Shares, heuristic_shares
 from leadflow_attribution.domain.journey import (
-    DIRECT_CHANNEL,
     Conversion,
     Touchpoint,
     TouchRole,
     build_journey,
     channel_path,
-    opportunity_index,
     touch_roles,
 )
 from leadflow_attribution.domain.models import (
@@ -66,33 +69,19 @@ def model_shares(
     return shares_from_channel_weights(channel_path(journey), weights)
 
 
-# Every model but time decay gives the same credits to every journey of one shape (length,
-# anchor, last non-direct position, channel path for a fit) and the same value: the exact
-# allocation is computed once per (shape, value, currency unit) and shared (credits are
-# immutable). Bounded: cleared when full.
-_SHAPES: dict[Hashable, tuple[Credit, ...]] = {}
-_MAX_SHAPES = 200_000
-
-
-def _shape(
-    model: AttributionModel,
-    journey: Sequence[Touchpoint],
-    anchor: int | None,
+def attribute_journeys(
+    journeys: Sequence[tuple[Touchpoint, ...]],
+    conversions: Sequence[Conversion],
     options: AttributionOptions,
-    fits: Mapping[AttributionModel, Hashable],
-) -> Hashable | None:
-    length = len(journey)
-    if model in (AttributionModel.FIRST_TOUCH, AttributionModel.LINEAR, AttributionModel.U_SHAPED):
-        return (model, length)
-    if model is AttributionModel.W_SHAPED:
-        return (model, length, anchor)
-    if model is AttributionModel.LAST_TOUCH:
-        if not options.last_touch_ignore_direct:
-            return (model, length)
-        return (model, tuple(t.channel.lower() == DIRECT_CHANNEL for t in journey))
-    if model.data_driven and model in fits:
-        return (model, channel_path(journey), fits[model])
-    return None
+    models: Sequence[AttributionModel] = HEURISTIC_MODELS,
+    channel_weights: Mapping[AttributionModel, ChannelWeights] | None = None,
+) -> list[ConversionAttribution]:
+    """Credits of each conversion over its journey, already built (build_journey)."""
+    if not conversions:
+        return []
+    batch = journeys_batch(journeys, conversions)
+    credited = credit_batch(batch, options, models, channel_weights)
+    return _results(credited, list(journeys), conversions, batch.anchors.tolist(), models)
 
 
 def attribute_journey(
@@ -103,38 +92,7 @@ def attribute_journey(
     channel_weights: Mapping[AttributionModel, ChannelWeights] | None = None,
 ) -> ConversionAttribution:
     """Credits of `conversion` over a journey already built (build_journey)."""
-    exponent = currency_exponent(conversion.currency) if conversion.currency else 0
-    anchor = opportunity_index(journey, conversion.opportunity_at, conversion.occurred_at)
-    fits: dict[AttributionModel, Hashable] = {
-        model: tuple(sorted(weights.items())) for model, weights in (channel_weights or {}).items()
-    }
-    credits: dict[AttributionModel, tuple[Credit, ...]] = {}
-    for model in models:
-        shape = _shape(model, journey, anchor, options, fits)
-        key = (shape, conversion.value, exponent)
-        found = _SHAPES.get(key) if shape is not None else None
-        if found is None:
-            if model.data_driven and channel_weights and model in channel_weights:
-                numerators = channel_weight_numerators(
-                    channel_path(journey), channel_weights[model]
-                )
-                found = tuple(
-                    allocate_numerators(numerators, sum(numerators), conversion.value, exponent)
-                )
-            else:
-                found = tuple(
-                    allocate(
-                        model_shares(model, journey, conversion, options, channel_weights),
-                        conversion.value,
-                        exponent,
-                    )
-                )
-            if shape is not None:
-                if len(_SHAPES) >= _MAX_SHAPES:
-                    _SHAPES.clear()
-                _SHAPES[key] = found
-        credits[model] = found
-    return ConversionAttribution(conversion, journey, anchor, credits)
+    return attribute_journeys([journey], [conversion], options, models, channel_weights)[0]
 
 
 def attribute(
@@ -148,6 +106,55 @@ def attribute(
     allowed) and credit it under `models`."""
     journey = build_journey(touchpoints, conversion, options.lookback_window)
     return attribute_journey(journey, conversion, options, models, channel_weights)
+
+
+def attribute_many(
+    touchpoints_by_subject: Mapping[str, Iterable[Touchpoint]],
+    conversions: Sequence[Conversion],
+    options: AttributionOptions,
+    models: Sequence[AttributionModel] = HEURISTIC_MODELS,
+    channel_weights: Mapping[AttributionModel, ChannelWeights] | None = None,
+) -> list[ConversionAttribution]:
+    """attribute() for many conversions at once, over columns: each conversion's journey
+    from its subject's touchpoints (`conversion.subject` keys the mapping)."""
+    if options.lookback_window < timedelta(0):
+        raise InvalidInput.of("options.lookback_window", "OUT_OF_RANGE", "must not be negative")
+    if not conversions:
+        return []
+    touches = encode_touchpoints(touchpoints_by_subject)
+    batch, rows = journeys_from_columns(
+        touches,
+        encode_conversions(conversions, touches.subject_index()),
+        options.lookback_window,
+    )
+    credited = credit_batch(batch, options, models, channel_weights)
+    objects = touches.touchpoints or ()
+    bounds = batch.offsets.tolist()
+    flat = rows.tolist()
+    journeys = [
+        tuple(objects[r] for r in flat[bounds[i] : bounds[i + 1]]) for i in range(batch.size)
+    ]
+    return _results(credited, journeys, conversions, batch.anchors.tolist(), models)
+
+
+def _results(
+    credited: BatchCredits,
+    journeys: list[tuple[Touchpoint, ...]],
+    conversions: Sequence[Conversion],
+    anchors: list[int],
+    models: Sequence[AttributionModel],
+) -> list[ConversionAttribution]:
+    return [
+        ConversionAttribution(
+            conversion,
+            journey,
+            anchor if anchor >= 0 else None,
+            {model: credited.credits(i, model) for model in models},
+        )
+        for i, (journey, conversion, anchor) in enumerate(
+            zip(journeys, conversions, anchors, strict=True)
+        )
+    ]
 
 
 def credits_digest(result: ConversionAttribution) -> bytes:

@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from leadflow_attribution.db import fits
 from leadflow_attribution.db import repository as repo
-from leadflow_attribution.domain.journey import Conversion, Touchpoint
-from leadflow_attribution.domain.markov import fit_markov
+from leadflow_attribution.domain.columns import TouchColumns, encode_conversions
+from leadflow_attribution.domain.journey import Conversion
+from leadflow_attribution.domain.markov import fit_markov_columns
 from leadflow_attribution.domain.models import AttributionModel
 from leadflow_attribution.domain.policy import TenantPolicy
-from leadflow_attribution.domain.shapley import fit_shapley
-from leadflow_attribution.domain.training import training_paths
+from leadflow_attribution.domain.shapley import fit_shapley_columns
+from leadflow_attribution.domain.training import training_columns
 from leadflow_platform.logging import get_logger
 
 log = get_logger(__name__)
@@ -27,22 +28,24 @@ log = get_logger(__name__)
 
 def compute_fit(
     key: fits.FitKey,
-    touchpoints: Mapping[str, Sequence[Touchpoint]],
+    touches: TouchColumns,
     conversions: Sequence[Conversion],
     start: datetime,
     end: datetime,
     generation: int,
 ) -> fits.FitResult:
     """Pure: the fit of `key` over the conversions in [start, end) and the subjects'
-    non-converting journeys."""
+    non-converting journeys (`touches`: the subjects' touchpoints as columns)."""
     lookback = timedelta(seconds=key.lookback_seconds)
-    training = training_paths(touchpoints, conversions, start, end, lookback)
+    training = training_columns(
+        touches, encode_conversions(conversions, touches.subject_index()), start, end, lookback
+    )
     if key.model is AttributionModel.MARKOV:
-        markov = fit_markov(training.paths, key.markov_order)
+        markov = fit_markov_columns(training.paths, key.markov_order)
         stats, weights = markov.stats, markov.weights()
         exact, samples, bound, confidence, converged = True, 0, 0.0, 0.0, markov.converged
     else:
-        shapley = fit_shapley(training.paths)
+        shapley = fit_shapley_columns(training.paths)
         stats, weights = shapley.stats, shapley.weights()
         exact, samples = shapley.exact, shapley.sample_count
         bound, confidence, converged = shapley.error_bound, shapley.error_confidence, True
