@@ -45,6 +45,7 @@ def build(runtime: Runtime) -> None:
         interval_seconds=settings.fit_interval_seconds,
         refresh_seconds=settings.fit_refresh_seconds,
         max_age_seconds=settings.fit_max_age_seconds,
+        lease_seconds=settings.fit_lease_seconds,
     )
     service.fitter = fitter
     runtime.add_task("attribution-fits", fitter.run)

@@ -30,6 +30,13 @@ SETTINGS: dict[str, Setting] = {
         "A tenant's rolling-window fit is recomputed after this long even without new data"
         " (its window moves).",
     ),
+    "fit_lease_seconds": Setting(
+        "LEADFLOW_ATTRIBUTION_FIT_LEASE_SECONDS",
+        60.0,
+        positive_float,
+        "How long a replica holds a fit it computes without renewing (it renews every third of"
+        " this); after a replica dies another takes the fit over within this.",
+    ),
     "retention_interval_seconds": Setting(
         "LEADFLOW_ATTRIBUTION_RETENTION_INTERVAL_SECONDS",
         3600.0,
@@ -44,6 +51,7 @@ class AttributionSettings:
     fit_interval_seconds: float
     fit_refresh_seconds: float
     fit_max_age_seconds: float
+    fit_lease_seconds: float
     retention_interval_seconds: float
 
     @classmethod

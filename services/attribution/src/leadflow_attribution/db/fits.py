@@ -1,7 +1,12 @@
 """SQL of the data-driven fit cache (`fits`): one row per (tenant, model, Markov order,
 lookback, training range). A request for a fit that does not exist inserts a row without
 `computed_at`; the fit job computes it. A fit computed at an older data generation than the
-tenant's is stale: served, and recomputed at most every `refresh` seconds."""
+tenant's is stale: served, and recomputed at most every `refresh` seconds.
+
+The job holds a fit by a lease (`leased_until`, renewed while it computes, and a random
+`lease_token`), never by a transaction: its result is stored only while the row still has
+its token, so a replica whose lease ran out and was taken over cannot overwrite the newer
+result."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import numpy as np
@@ -77,6 +83,19 @@ class FitResult:
     weights: Mapping[str, float]
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A fit claimed by one replica: the row as claimed and the token that proves the claim."""
+
+    tenant_id: str
+    row: FitRow
+    token: UUID
+
+    @property
+    def key(self) -> FitKey:
+        return self.row.key
+
+
 _COLUMNS = (
     "tenant_id, model, markov_order, lookback_seconds, range_start, range_end, computed_at,"
     " generation, training_start, training_end, data_through, journey_count,"
@@ -131,38 +150,80 @@ async def request_fit(conn: asyncpg.Connection, tenant_id: str, key: FitKey) -> 
 
 
 async def claim_due(
-    conn: asyncpg.Connection, now: datetime, refresh: timedelta, max_age: timedelta
-) -> tuple[str, FitRow, int] | None:
-    """Lock one fit that needs computing (never computed; stale and not refreshed for
-    `refresh`; a rolling window older than `max_age`), with the tenant's generation. Other
-    replicas skip it until the caller's transaction ends."""
+    conn: asyncpg.Connection,
+    now: datetime,
+    refresh: timedelta,
+    max_age: timedelta,
+    lease_seconds: float,
+) -> Lease | None:
+    """Lease one fit that needs computing (never computed; stale and not refreshed for
+    `refresh`; a rolling window older than `max_age`) and that nobody holds, or whose
+    holder's lease ran out, for `lease_seconds` of the database's clock. SKIP LOCKED keeps
+    two replicas from claiming the same row in the same instant; the row lock ends with
+    the statement."""
+    columns = _COLUMNS.replace(", ", ", f.")
     r = await conn.fetchrow(
-        f"SELECT f.{_COLUMNS.replace(', ', ', f.')}, coalesce(g.generation, 0) AS current"
-        " FROM fits f LEFT JOIN tenant_generations g ON g.tenant_id = f.tenant_id"
-        " WHERE f.computed_at IS NULL"
-        " OR (f.generation < coalesce(g.generation, 0) AND f.computed_at < $1)"
-        " OR (f.range_start IS NULL AND f.computed_at < $2)"
-        " ORDER BY f.computed_at NULLS FIRST, f.requested_at LIMIT 1"
-        " FOR UPDATE OF f SKIP LOCKED",
+        "UPDATE fits f SET leased_until = now() + make_interval(secs => $3),"
+        " lease_token = gen_random_uuid()"
+        " FROM (SELECT c.tenant_id, c.fit_key FROM fits c"
+        " LEFT JOIN tenant_generations g ON g.tenant_id = c.tenant_id"
+        " WHERE (c.leased_until IS NULL OR c.leased_until < now())"
+        " AND (c.computed_at IS NULL"
+        " OR (c.generation < coalesce(g.generation, 0) AND c.computed_at < $1)"
+        " OR (c.range_start IS NULL AND c.computed_at < $2))"
+        " ORDER BY c.computed_at NULLS FIRST, c.requested_at LIMIT 1"
+        " FOR UPDATE OF c SKIP LOCKED) AS due"
+        " WHERE f.tenant_id = due.tenant_id AND f.fit_key = due.fit_key"
+        f" RETURNING f.{columns}, f.lease_token",
         now - refresh,
         now - max_age,
+        lease_seconds,
     )
     if r is None:
         return None
-    return r["tenant_id"], _row(r), r["current"]
+    return Lease(r["tenant_id"], _row(r), r["lease_token"])
+
+
+async def renew_lease(conn: asyncpg.Connection, lease: Lease, lease_seconds: float) -> bool:
+    """Extend the lease; False when the fit is no longer held by it."""
+    renewed = await conn.fetchval(
+        "UPDATE fits SET leased_until = now() + make_interval(secs => $4)"
+        " WHERE tenant_id = $1 AND fit_key = $2 AND lease_token = $3 RETURNING true",
+        lease.tenant_id,
+        lease.key.text,
+        lease.token,
+        lease_seconds,
+    )
+    return bool(renewed)
+
+
+async def release_lease(conn: asyncpg.Connection, lease: Lease) -> None:
+    """Give the fit up now (a replica stopping) instead of when the lease runs out."""
+    await conn.execute(
+        "UPDATE fits SET leased_until = NULL, lease_token = NULL"
+        " WHERE tenant_id = $1 AND fit_key = $2 AND lease_token = $3",
+        lease.tenant_id,
+        lease.key.text,
+        lease.token,
+    )
 
 
 async def save_fit(
-    conn: asyncpg.Connection, tenant_id: str, key: FitKey, result: FitResult, now: datetime
-) -> None:
-    await conn.execute(
-        "UPDATE fits SET computed_at = $3, generation = $4, training_start = $5,"
-        " training_end = $6, data_through = $7, journey_count = $8,"
-        " converting_journey_count = $9, channel_count = $10, exact = $11, sample_count = $12,"
-        " error_bound = $13, error_confidence = $14, converged = $15, weights = $16"
-        " WHERE tenant_id = $1 AND fit_key = $2",
-        tenant_id,
-        key.text,
+    conn: asyncpg.Connection, lease: Lease, result: FitResult, now: datetime
+) -> bool:
+    """Store the result and end the lease, only if the row still carries the lease's token
+    (False: another replica took the fit over, or it was deleted; the result is dropped). A
+    lease that ran out without anyone taking over still holds: its result is the newest."""
+    status = await conn.execute(
+        "UPDATE fits SET computed_at = $4, generation = $5, training_start = $6,"
+        " training_end = $7, data_through = $8, journey_count = $9,"
+        " converting_journey_count = $10, channel_count = $11, exact = $12, sample_count = $13,"
+        " error_bound = $14, error_confidence = $15, converged = $16, weights = $17,"
+        " leased_until = NULL, lease_token = NULL"
+        " WHERE tenant_id = $1 AND fit_key = $2 AND lease_token = $3",
+        lease.tenant_id,
+        lease.key.text,
+        lease.token,
         now,
         result.generation,
         result.training_start,
@@ -178,6 +239,7 @@ async def save_fit(
         result.converged,
         dict(result.weights),
     )
+    return str(status) == "UPDATE 1"
 
 
 async def touchpoints_between(
