@@ -1,20 +1,33 @@
-"""`make bench-reporting`: a 4-step funnel over 30 days of 1,000,000 events, against DuckDB.
+"""`make bench-reporting`: RunFunnel, GetRealTime, GetRetention and GetPaths over 30 days of
+1,000,000 events, each against the same question answered by DuckDB over the same events.
 
 1. Load: BENCH_REPORTING_EVENTS (1,000,000) events of BENCH_REPORTING_SUBJECTS (50,000)
-   subjects over 30 days, 11 event types, 5 brands, are built as ingest's EventsRecorded
-   messages (5,000 events each) and applied with the reporting consumer's own handler code
-   (`Ingestion.events_recorded`, in a transaction per message as the consumer runs it; the
-   bus and the inbox are left out: 1M events through gRPC ingest and JetStream would take
-   several minutes on 2 cores and measure ingest, not reporting).
-2. The reporting service runs in this process; RunFunnel (page_view -> form_submitted ->
-   signup -> purchase, sequential, 14-day window, the whole 30-day range) is called over
-   gRPC BENCH_REPORTING_RUNS (20) times after a warm-up: p50 and p99.
-3. Baseline, same run: the same events exported to Parquet and the same funnel answered by
-   DuckDB (a self-join taking the earliest next step per attempt), median of 5 runs. The
-   step counts of both must be equal.
-Prints `BENCH reporting_funnel <p50 ms> ms baseline=<DuckDB ms> ratio=<leadflow / DuckDB>`.
-Target: under 1 s, within 3x of DuckDB. (Real-time, retention and paths figures come with
-the slices that build those reports.)
+   subjects over 30 days, 12 event types (page views with one of 40 page URLs, performance
+   samples with an endpoint, a duration and a status code, purchases with a value), 5 brands,
+   sessions of a subject-hour, are built as ingest's EventsRecorded messages (5,000 events
+   each) and applied with the reporting consumer's own handler code
+   (`Ingestion.events_recorded`, which also keeps the real-time rollups, in a transaction per
+   message as the consumer runs it; the bus and the inbox are left out: 1M events through
+   gRPC ingest and JetStream would take several minutes on 2 cores and measure ingest, not
+   reporting).
+2. The reporting service runs in this process; each query is called over gRPC
+   BENCH_REPORTING_RUNS (20) times after a warm-up: p50 and p99.
+   - funnel: page_view -> form_submitted -> signup -> purchase, sequential, 14-day window,
+     the whole 30-day range;
+   - real time: the 30 days in 1-hour buckets (720 buckets x 12 types, conversions per
+     currency, percentiles per endpoint), read from the rollups;
+   - retention: weekly first-seen cohorts over the 30 days, 4 later periods, any event;
+   - paths: sessions that started in the 30 days, from their first event, 5 steps, top 10.
+3. Baselines, same run: the same events exported to Parquet and the same questions answered
+   by DuckDB from the raw events (funnel: a self-join taking the earliest next step per
+   attempt; real time: counts per hour and type, conversions and endpoint quantiles;
+   retention: first-seen week per subject joined with active weeks; paths: per session the
+   events in time order with repeats collapsed, counted per step and item, and session
+   durations), median of 5 runs. The funnel's step counts, the real-time totals, the
+   retention cohort sizes and the per-step path totals must be equal.
+Prints `BENCH reporting_funnel <p50 ms> ms baseline=<DuckDB ms> ratio=<leadflow / DuckDB>` and
+`BENCH reporting_{realtime,retention,paths}_p99 <p99 ms> ms baseline=<DuckDB ms> ratio=...`.
+Target: every query under 1 s; the funnel within 3x of DuckDB.
 """
 
 from __future__ import annotations
@@ -25,6 +38,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -73,7 +88,10 @@ TYPES = [
     "ad_clicked",
     "purchase",
     "tool_usage",
+    "performance_sample",
 ]
+PAGES = 40
+ENDPOINTS = ["/api/checkout", "/api/search", "/api/leads", "/api/score"]
 STEPS = ["page_view", "form_submitted", "signup", "purchase"]
 START = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -82,43 +100,83 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def generate() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+@dataclass
+class Data:
+    subject: np.ndarray
+    seconds: np.ndarray
+    kind: np.ndarray
+    source: np.ndarray
+    page: np.ndarray  # page index (page views)
+    endpoint: np.ndarray  # endpoint index (performance samples)
+    duration: np.ndarray  # ms (performance samples)
+    status: np.ndarray  # HTTP status (performance samples)
+    value: np.ndarray  # whole USD (purchases)
+
+
+def generate() -> Data:
     rng = np.random.default_rng(7)
-    subject = rng.integers(0, SUBJECTS, EVENTS)
-    seconds = rng.integers(0, DAYS * 86400, EVENTS)
-    p = np.array([0.5] + [0.05] * 10)
-    kind = rng.choice(len(TYPES), EVENTS, p=p / p.sum())
-    source = rng.integers(0, len(SOURCES), EVENTS)
-    return subject, seconds, kind, source
+    p = np.array([0.5] + [0.05] * (len(TYPES) - 1))
+    return Data(
+        subject=rng.integers(0, SUBJECTS, EVENTS),
+        seconds=rng.integers(0, DAYS * 86400, EVENTS),
+        kind=rng.choice(len(TYPES), EVENTS, p=p / p.sum()),
+        source=rng.integers(0, len(SOURCES), EVENTS),
+        page=np.minimum(rng.zipf(1.5, EVENTS) - 1, PAGES - 1),
+        endpoint=rng.integers(0, len(ENDPOINTS), EVENTS),
+        duration=np.round(rng.lognormal(4, 1, EVENTS), 3),
+        status=np.where(rng.random(EVENTS) < 0.03, 503, 200),
+        value=rng.integers(5, 500, EVENTS),
+    )
 
 
-def messages(subject, seconds, kind, source):
+def page_url(i: int) -> str:
+    return f"https://modumind.io/page-{i}"
+
+
+def messages(d: Data):
     """EventsRecorded messages as ingest publishes them."""
     type_values = [event_type_pb2.EventType.Value(f"EVENT_TYPE_{t.upper()}") for t in TYPES]
+    page_view, sample, purchase = (
+        TYPES.index(t) for t in ("page_view", "performance_sample", "purchase")
+    )
     base = int(START.timestamp())
     for lo in range(0, EVENTS, MESSAGE):
         message = events_pb2.EventsRecorded()
         message.metadata.tenant_id = TENANT
         message.metadata.event_id = f"batch-{lo}"
         for i in range(lo, min(lo + MESSAGE, EVENTS)):
-            s = int(subject[i])
+            s = int(d.subject[i])
+            k = int(d.kind[i])
             e = event_pb2.RecordedEvent(
                 event_id=f"ev-{i}",
                 brand_id=BRANDS[s % len(BRANDS)],
-                type=type_values[kind[i]],
+                type=type_values[k],
                 subject=subject_pb2.SubjectRef(lead_id=f"lead-{s}"),
-                session_id=f"s-{s}-{int(seconds[i]) // 3600}",
+                session_id=f"s-{s}-{int(d.seconds[i]) // 3600}",
                 marketing=marketing_pb2.MarketingContext(
-                    channel=SOURCES[source[i]], source=SOURCES[source[i]]
+                    channel=SOURCES[d.source[i]], source=SOURCES[d.source[i]]
                 ),
             )
-            e.occurred_at.seconds = base + int(seconds[i])
-            e.received_at.seconds = base + int(seconds[i])
+            if k == page_view:
+                e.page_url = page_url(int(d.page[i]))
+            elif k == sample:
+                e.properties.update(
+                    {
+                        "endpoint": ENDPOINTS[d.endpoint[i]],
+                        "duration_ms": float(d.duration[i]),
+                        "status_code": int(d.status[i]),
+                    }
+                )
+            elif k == purchase:
+                e.value.units = int(d.value[i])
+                e.value.currency_code = "USD"
+            e.occurred_at.seconds = base + int(d.seconds[i])
+            e.received_at.seconds = base + int(d.seconds[i])
             message.events.append(e)
         yield message
 
 
-async def load(runtime: Runtime, arrays) -> float:
+async def load(runtime: Runtime, data: Data) -> float:
     ingestion = Ingestion()
     queue: asyncio.Queue = asyncio.Queue(maxsize=4)
     progress = Progress("load", EVENTS, "events")
@@ -134,7 +192,7 @@ async def load(runtime: Runtime, arrays) -> float:
 
     started = time.perf_counter()
     workers = [asyncio.create_task(worker()) for _ in range(LOADERS)]
-    for message in messages(*arrays):
+    for message in messages(data):
         await queue.put(message)
         await asyncio.sleep(0)
     for _ in workers:
@@ -176,21 +234,137 @@ SELECT (SELECT count(DISTINCT subject) FROM s1), (SELECT count(DISTINCT subject)
 """
 
 
-def duckdb_funnel(arrays, folder: Path) -> tuple[float, list[int]]:
-    subject, seconds, kind, _ = arrays
+def realtime_request() -> pb.GetRealTimeRequest:
+    r = pb.GetRealTimeRequest(range=time_range_pb2.TimeRange())
+    r.range.start_time.FromDatetime(START)
+    r.range.end_time.FromDatetime(START + timedelta(days=DAYS))
+    r.bucket.FromTimedelta(timedelta(hours=1))
+    return r
+
+
+def retention_request() -> pb.GetRetentionRequest:
+    r = pb.GetRetentionRequest(range=time_range_pb2.TimeRange(), periods=4)
+    r.range.start_time.FromDatetime(START)
+    r.range.end_time.FromDatetime(START + timedelta(days=DAYS))
+    return r
+
+
+def paths_request() -> pb.GetPathsRequest:
+    r = pb.GetPathsRequest(range=time_range_pb2.TimeRange())
+    r.range.start_time.FromDatetime(START)
+    r.range.end_time.FromDatetime(START + timedelta(days=DAYS))
+    return r
+
+
+def code(name: str) -> int:
+    return TYPES.index(name)
+
+
+# The first Monday of the range (UTC): the first weekly cohort.
+WEEK0 = 2 * 86400  # 2025-03-01 is a Saturday
+DUCK_REALTIME = [
+    "SELECT t // 3600 AS h, kind, count(*) FROM ev GROUP BY 1, 2",
+    f"SELECT t // 3600 AS h, count(*), sum(value) FROM ev"
+    f" WHERE kind IN ({code('signup')}, {code('purchase')}) GROUP BY 1",
+    "SELECT endpoint, count(*), quantile_disc(duration, [0.5, 0.95, 0.99]),"
+    f" count(*) FILTER (WHERE status >= 500) FROM ev WHERE kind = {code('performance_sample')}"
+    " GROUP BY 1",
+]
+_COHORTS = f"""
+WITH c AS (SELECT subject, floor((min(t) - {WEEK0}) / 604800)::BIGINT AS cohort
+           FROM ev GROUP BY 1),
+a AS (SELECT DISTINCT subject, (t - {WEEK0}) // 604800 AS wk FROM ev WHERE t >= {WEEK0}),
+v AS (SELECT DISTINCT subject, (t - {WEEK0}) // 604800 AS wk FROM ev
+      WHERE t >= {WEEK0} AND kind IN ({code("signup")}, {code("purchase")}))
+"""
+# (cohort, size, converted subjects), then (cohort, period, active subjects).
+DUCK_RETENTION = [
+    _COHORTS
+    + """SELECT cohort, count(*), count(*) FILTER (WHERE subject IN (SELECT subject FROM v
+         WHERE v.wk - c.cohort BETWEEN 0 AND 4)) FROM c WHERE cohort BETWEEN 0 AND 3
+         GROUP BY 1 ORDER BY 1""",
+    _COHORTS
+    + """SELECT cohort, wk - cohort AS k, count(*) FROM c JOIN a USING (subject)
+         WHERE cohort BETWEEN 0 AND 3 AND wk - cohort BETWEEN 0 AND 4 GROUP BY 1, 2""",
+]
+DUCK_PATHS = [
+    """
+WITH e AS (SELECT subject, session, item, row_number() OVER w AS rn, lag(item) OVER w AS prev
+           FROM ev WINDOW w AS (PARTITION BY subject, session ORDER BY t, id)),
+c AS (SELECT row_number() OVER (PARTITION BY subject, session ORDER BY rn) - 1 AS step, item
+      FROM e WHERE prev IS NULL OR prev <> item)
+SELECT step, count(*) FROM c WHERE step <= 5 GROUP BY 1 ORDER BY 1
+""",
+    "SELECT median(d), avg(d), quantile_cont(d, 0.9) FROM"
+    " (SELECT max(t) - min(t) AS d FROM ev GROUP BY subject, session)",
+    f"SELECT item, count(*), count(DISTINCT subject) FROM ev WHERE kind = {code('page_view')}"
+    " GROUP BY 1 ORDER BY 2 DESC LIMIT 10",
+]
+
+
+def parquet(d: Data, folder: Path) -> duckdb.DuckDBPyConnection:
     path = folder / "events.parquet"
-    pq.write_table(pa.table({"subject": subject, "t": seconds, "kind": kind}), path)
+    item = np.where(d.kind == code("page_view"), 1000 + d.page, -d.kind)
+    pq.write_table(
+        pa.table(
+            {
+                "id": np.arange(EVENTS),
+                "subject": d.subject,
+                "t": d.seconds,
+                "kind": d.kind,
+                "session": d.seconds // 3600,
+                "item": item,
+                "endpoint": d.endpoint,
+                "duration": d.duration,
+                "status": d.status,
+                "value": np.where(d.kind == code("purchase"), d.value, 0),
+            }
+        ),
+        path,
+    )
     con = duckdb.connect()
     con.execute(f"CREATE VIEW ev AS SELECT * FROM read_parquet('{path}')")
-    codes = [TYPES.index(t) for t in STEPS]
-    sql = DUCK_SQL.format(a=codes[0], b=codes[1], c=codes[2], d=codes[3], w=WINDOW_DAYS * 86400)
-    times, counts = [], []
+    return con
+
+
+def duckdb_timed(con: duckdb.DuckDBPyConnection, name: str, sqls: list[str]) -> tuple[float, list]:
+    """Median ms of 5 runs of all the statements, and the last answers."""
+    times: list[float] = []
+    answers: list = []
     for _ in range(5):
         t0 = time.perf_counter()
-        counts = list(con.execute(sql).fetchone() or ())
+        answers = [con.execute(sql).fetchall() for sql in sqls]
         times.append((time.perf_counter() - t0) * 1000)
-    log(f"duckdb: {', '.join(f'{t:.0f}' for t in times)} ms; counts {counts}")
-    return statistics.median(times), counts
+    log(f"duckdb {name}: {', '.join(f'{t:.0f}' for t in times)} ms")
+    return statistics.median(times), answers
+
+
+async def timed(name: str, call, request, metadata) -> tuple[float, float, object]:
+    """p50 and p99 ms of RUNS calls after a warm-up, and the last reply."""
+    reply = await call(request, metadata=metadata)
+    times = []
+    for i in range(RUNS):
+        t0 = time.perf_counter()
+        reply = await call(request, metadata=metadata)
+        times.append((time.perf_counter() - t0) * 1000)
+        if i % 5 == 4:
+            log(f"[{name}] {i + 1}/{RUNS} runs, last {times[-1]:.0f} ms")
+    p50, p99 = float(np.percentile(times, 50)), float(np.percentile(times, 99))
+    log(f"leadflow {name}: p50 {p50:.0f} ms, p99 {p99:.0f} ms ({os.getloadavg()[0]:.1f} load)")
+    return p50, p99, reply
+
+
+def check(name: str, ours: object, theirs: object, tolerance: float = 0.0) -> None:
+    """Stop when the two answers differ (beyond a relative tolerance for totals)."""
+    if tolerance and isinstance(ours, list) and isinstance(theirs, list):
+        close = len(ours) == len(theirs) and all(
+            abs(a - b) <= tolerance * max(abs(b), 1) for a, b in zip(ours, theirs, strict=True)
+        )
+    else:
+        close = ours == theirs
+    if not close:
+        raise SystemExit(f"{name} differs: leadflow {ours}, DuckDB {theirs}")
+    log(f"{name}: equal to DuckDB's")
 
 
 async def main() -> None:
@@ -215,32 +389,84 @@ async def main() -> None:
             await asyncio.sleep(0.05)
         try:
             log(f"generating {EVENTS:,} events of {SUBJECTS:,} subjects over {DAYS} days")
-            arrays = generate()
-            seconds = await load(runtime, arrays)
+            data = generate()
+            seconds = await load(runtime, data)
             rate = EVENTS / seconds
             log(f"loaded through the consumer's handler in {seconds:.1f} s ({rate:,.0f} events/s)")
-            request = funnel_request()
             metadata = (("authorization", f"Bearer {key}"),)
             async with open_channel(f"127.0.0.1:{runtime.port}") as channel:
                 stub = reporting_service_pb2_grpc.ReportingServiceStub(channel)
-                reply = await stub.RunFunnel(request, metadata=metadata)  # warm-up
-                times = []
-                for i in range(RUNS):
-                    t0 = time.perf_counter()
-                    reply = await stub.RunFunnel(request, metadata=metadata)
-                    times.append((time.perf_counter() - t0) * 1000)
-                    if i % 5 == 4:
-                        log(f"[funnel] {i + 1}/{RUNS} runs, last {times[-1]:.0f} ms")
-            counts = [x.count for x in reply.overall.steps]
-            p50 = float(np.percentile(times, 50))
-            p99 = float(np.percentile(times, 99))
-            log(f"leadflow RunFunnel: p50 {p50:.0f} ms, p99 {p99:.0f} ms; counts {counts}")
-            baseline, duck_counts = duckdb_funnel(arrays, Path(tmp))
-            if counts != duck_counts:
-                raise SystemExit(f"counts differ: leadflow {counts}, DuckDB {duck_counts}")
-            log("step counts equal DuckDB's")
-            print(f"funnel p99 {p99:.0f} ms (target < 1000 ms)", flush=True)
-            bench_line("reporting_funnel", p50, "ms", baseline, p50 / baseline)
+                funnel = await timed("RunFunnel", stub.RunFunnel, funnel_request(), metadata)
+                realtime = await timed(
+                    "GetRealTime", stub.GetRealTime, realtime_request(), metadata
+                )
+                retention = await timed(
+                    "GetRetention", stub.GetRetention, retention_request(), metadata
+                )
+                paths = await timed("GetPaths", stub.GetPaths, paths_request(), metadata)
+            con = parquet(data, Path(tmp))
+            codes = [code(t) for t in STEPS]
+            funnel_sql = DUCK_SQL.format(
+                a=codes[0], b=codes[1], c=codes[2], d=codes[3], w=WINDOW_DAYS * 86400
+            )
+            duck_funnel, (funnel_answer,) = duckdb_timed(con, "funnel", [funnel_sql])
+            duck_realtime, realtime_answer = duckdb_timed(con, "real time", DUCK_REALTIME)
+            duck_retention, (cohorts, cells) = duckdb_timed(con, "retention", DUCK_RETENTION)
+            duck_paths, paths_answer = duckdb_timed(con, "paths", DUCK_PATHS)
+            check(
+                "funnel step counts",
+                [x.count for x in funnel[2].overall.steps],  # type: ignore[attr-defined]
+                list(funnel_answer[0]),
+            )
+            per_type: Counter[int] = Counter()
+            for _, kind, n in realtime_answer[0]:
+                per_type[kind] += n
+            check(
+                "real-time totals per type",
+                sorted(
+                    (code(event_type_pb2.EventType.Name(x.event_type)[11:].lower()), x.total)
+                    for x in realtime[2].series  # type: ignore[attr-defined]
+                ),
+                sorted(per_type.items()),
+            )
+            replies = retention[2].cohorts  # type: ignore[attr-defined]
+            check(
+                "retention cohort sizes and conversions",
+                [(c.size, c.converted_subjects) for c in replies],
+                [(size, converted) for _, size, converted in cohorts],
+            )
+            active = {(c, k): n for c, k, n in cells}
+            check(
+                "retention cells",
+                [[x.active for x in c.cells] for c in replies],
+                [[active.get((c, k), 0) for k in range(5)] for c, _, _ in cohorts],
+            )
+            step_totals: Counter[int] = Counter()
+            for node in paths[2].nodes:  # type: ignore[attr-defined]
+                step_totals[node.step] += node.count
+            # Events of one session in the same second may be ordered either way.
+            check(
+                "paths per-step totals",
+                [step_totals[k] for k in range(6)],
+                [dict(paths_answer[0]).get(k, 0) for k in range(6)],
+                tolerance=1e-4,
+            )
+            load1, load5, load15 = os.getloadavg()
+            print(f"load average {load1:.2f} {load5:.2f} {load15:.2f}", flush=True)
+            for name, (p50, p99, _) in (
+                ("funnel", funnel),
+                ("realtime", realtime),
+                ("retention", retention),
+                ("paths", paths),
+            ):
+                print(f"{name}: p50 {p50:.0f} ms, p99 {p99:.0f} ms (target < 1000 ms)", flush=True)
+            bench_line("reporting_funnel", funnel[0], "ms", duck_funnel, funnel[0] / duck_funnel)
+            for name, (_, p99, _), baseline in (
+                ("realtime", realtime, duck_realtime),
+                ("retention", retention, duck_retention),
+                ("paths", paths, duck_paths),
+            ):
+                bench_line(f"reporting_{name}_p99", p99, "ms", baseline, p99 / baseline)
         finally:
             runtime.request_stop()
             await asyncio.wait_for(task, 30)

@@ -7,13 +7,12 @@ import io
 import struct
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 
 import asyncpg
 import numpy as np
 
 from leadflow_reporting.db.funnel_rows import PG_EPOCH_US, to_datetime
-from leadflow_reporting.db.selection import CUSTOM, Params, selector_sql
+from leadflow_reporting.db.selection import Params, selector_sql
 from leadflow_reporting.domain.funnel import I64
 from leadflow_reporting.domain.paths import ANCHOR, EXCLUDED, INCLUDED, PAGE_VIEW, PathsQuery
 from leadflow_reporting.domain.query import Selector
@@ -21,8 +20,8 @@ from leadflow_reporting.domain.retention import (
     COHORT,
     CONVERSION,
     RETURNING,
-    Conversion,
     RetentionQuery,
+    Valued,
 )
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -32,6 +31,13 @@ DAY_US = 86_400_000_000
 # Sessions are read this far beyond the range, so that one starting just before it is
 # not taken for one starting in it, and one starting at its end is followed to its end.
 SESSION_MARGIN_US = DAY_US
+
+
+async def prefer_covering_index(conn: asyncpg.Connection) -> None:
+    """For the rest of the transaction, read through the covering indexes: when one tenant
+    owns most rows the planner would scan the whole table, three times the bytes of the
+    index (events_for_reports)."""
+    await conn.execute("SET LOCAL enable_seqscan = off")
 
 
 def parse(raw: bytes, columns: Sequence[str]) -> dict[str, I64]:
@@ -73,7 +79,9 @@ def _any(selectors: Sequence[Selector], p: Params) -> str:
     return "(" + " OR ".join(selector_sql(s, p) for s in selectors) + ")"
 
 
-def paths_sql(tenant_id: str, query: PathsQuery) -> tuple[str, list[object]]:
+def paths_sql(tenant_id: str, query: PathsQuery) -> tuple[str, list[object], bool]:
+    """Rows of subject, session key, time, path item and, when the query has selectors, the
+    ANCHOR / INCLUDED / EXCLUDED flags (the third value says whether they are fetched)."""
     p = Params()
     where = _base(
         p,
@@ -82,7 +90,7 @@ def paths_sql(tenant_id: str, query: PathsQuery) -> tuple[str, list[object]]:
         to_datetime(query.end_us + SESSION_MARGIN_US),
         query.brand_ids,
     )
-    flags = [f"CASE WHEN event_type = {PAGE_VIEW_TYPE} THEN {PAGE_VIEW} ELSE 0 END"]
+    flags = []
     if query.anchor is not None:
         flags.append(f"CASE WHEN {selector_sql(query.anchor, p)} THEN {ANCHOR} ELSE 0 END")
     if query.include:
@@ -91,27 +99,29 @@ def paths_sql(tenant_id: str, query: PathsQuery) -> tuple[str, list[object]]:
         flags.append(str(INCLUDED))
     if query.exclude:
         flags.append(f"CASE WHEN {_any(query.exclude, p)} THEN {EXCLUDED} ELSE 0 END")
-    item = (
-        f"(CASE WHEN event_type = {PAGE_VIEW_TYPE} AND page_id <> 0 THEN page_id"
-        f" WHEN event_type = {CUSTOM} THEN custom_id ELSE -event_type END)::int4"
-    )
+    with_flags = len(flags) > 1 or bool(query.include)
+    selected = f", ({' | '.join(flags)})::int4" if with_flags else ""
     sql = (
-        f"SELECT subject_id, session_key, occurred_at, {item}, ({' | '.join(flags)})::int4"
+        f"SELECT subject_id, session_key, occurred_at, path_item{selected}"
         f" FROM events WHERE {' AND '.join(where)}"
     )
-    return sql, p.values
+    return sql, p.values, with_flags
 
 
 async def paths_rows(conn: asyncpg.Connection, tenant_id: str, query: PathsQuery) -> dict[str, I64]:
     """subject, session_key, time, item, flags of the events around the range."""
-    sql, args = paths_sql(tenant_id, query)
-    cols = parse(await _copy(conn, sql, args), [">i4", ">i8", ">i8", ">i4", ">i4"])
+    sql, args, with_flags = paths_sql(tenant_id, query)
+    kinds = [">i4", ">i8", ">i8", ">i4"] + ([">i4"] if with_flags else [])
+    cols = parse(await _copy(conn, sql, args), kinds)
+    item = cols["f3"]
+    flags = cols["f4"] if with_flags else np.full(len(item), INCLUDED, dtype=np.int64)
+    flags |= np.where((item > 0) | (item == -PAGE_VIEW_TYPE), PAGE_VIEW, 0)
     return {
         "subject": cols["f0"],
         "session_key": cols["f1"],
         "time": cols["f2"] + PG_EPOCH_US,
-        "item": cols["f3"],
-        "flags": cols["f4"],
+        "item": item,
+        "flags": flags,
     }
 
 
@@ -150,22 +160,40 @@ async def retention_rows(
     return cols["f0"], cols["f1"] + PG_EPOCH_US, cols["f2"]
 
 
+# A three-letter currency code as one integer (ISO 4217 codes are three capital letters;
+# conversions in any other currency are left out of retention revenue).
+_PACKED_CURRENCY = (
+    "CASE WHEN currency_code ~ '^[A-Z]{3}$' THEN (ascii(substr(currency_code, 1, 1)) << 16)"
+    " | (ascii(substr(currency_code, 2, 1)) << 8) | ascii(substr(currency_code, 3, 1))"
+    " ELSE 0 END"
+)
+
+
 async def valued_conversions(
     conn: asyncpg.Connection,
     tenant_id: str,
     now: datetime,
     conversion: Selector | None,
     brands: Sequence[str],
-) -> list[Conversion]:
-    """Conversions with a value (and their subject, time and currency)."""
+) -> Valued:
+    """Conversions with a value: subject, time, units, nanos and currency."""
     p = Params()
     where = _base(p, tenant_id, None, now, brands)
     where.append(selector_sql(conversion, p) if conversion else f"event_type IN {CONVERSION_TYPES}")
-    where.append("value_units IS NOT NULL AND currency_code <> ''")
-    rows = await conn.fetch(
-        "SELECT subject_id, (extract(epoch FROM occurred_at) * 1000000)::int8 AS t,"
-        " currency_code, value_units::numeric + value_nanos::numeric / 1000000000 AS v"
-        f" FROM events WHERE {' AND '.join(where)}",
-        *p.values,
+    where.append("value_units IS NOT NULL")
+    sql = (
+        "SELECT subject_id, occurred_at, value_units, COALESCE(value_nanos, 0),"
+        f" ({_PACKED_CURRENCY})::int4 AS currency FROM events WHERE {' AND '.join(where)}"
     )
-    return [Conversion(r["subject_id"], r["t"], r["currency_code"], Decimal(r["v"])) for r in rows]
+    cols = parse(await _copy(conn, sql, p.values), [">i4", ">i8", ">i8", ">i4", ">i4"])
+    keep = cols["f4"] != 0
+    packed, currency = np.unique(cols["f4"][keep], return_inverse=True)
+    names = tuple(bytes([c >> 16, (c >> 8) & 255, c & 255]).decode() for c in packed.tolist())
+    return Valued(
+        cols["f0"][keep],
+        cols["f1"][keep] + PG_EPOCH_US,
+        cols["f2"][keep],
+        cols["f3"][keep],
+        currency.reshape(-1).astype(np.int64),
+        names,
+    )

@@ -10,6 +10,7 @@ nearest the anchor).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +23,10 @@ ANCHOR = 1
 INCLUDED = 2  # matches an include selector (or there are none)
 EXCLUDED = 4  # matches an exclude selector
 PAGE_VIEW = 8
-# The item code of the merged rarer items of a step.
-OTHER = np.iinfo(np.int64).min
+# The item code of the merged rarer items of a step (items are 32-bit: never equal to it).
+OTHER = -(2**31)
+_ITEM_BIAS = 2**31  # item + bias: 0..2^32, packed below a step or subject in one int64
+_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,15 @@ class SessionRows:
 
 def order(subject: I64, session_key: I64, time: I64) -> tuple[I64, I64]:
     """(row order, session id per sorted row): rows by session, then time, then input
-    order. A session is a (subject, session key) pair."""
-    idx = np.lexsort((time, session_key, subject))
-    s, k = subject[idx], session_key[idx]
+    order. A session is a (subject, session key) pair; rows are grouped by a 64-bit mix of
+    both (two stable sorts instead of a three-key sort), and a subject change inside a group
+    still starts a new session."""
+    mixed = (session_key.view(np.uint64) ^ (subject.astype(np.uint64) * _MIX)).view(np.int64)
+    by_time = np.argsort(time, kind="stable")
+    idx = by_time[np.argsort(mixed[by_time], kind="stable")]
+    m, s = mixed[idx], subject[idx]
     new = np.ones(len(idx), dtype=bool)
-    new[1:] = (s[1:] != s[:-1]) | (k[1:] != k[:-1])
+    new[1:] = (m[1:] != m[:-1]) | (s[1:] != s[:-1])
     return idx, np.cumsum(new) - 1
 
 
@@ -129,11 +136,13 @@ def page_figures(
     from `rows` (every fetched event), entrances, exits and bounces from `sessions` (those
     that started in the range)."""
     views_mask = ((rows.flags & PAGE_VIEW) > 0) & (rows.time >= start_us) & (rows.time < end_us)
+    views_mask &= rows.item > 0
     pages, views = np.unique(rows.item[views_mask], return_counts=True)
     if not len(pages):
         return []
-    pairs = np.unique(np.stack([rows.item[views_mask], rows.subject[views_mask]]), axis=1)
-    viewer_pages, viewers = np.unique(pairs[0], return_counts=True)
+    # Page ids and subject ids are positive 32-bit integers: one pair in one int64.
+    pairs = np.unique((rows.item[views_mask] << 31) | rows.subject[views_mask])
+    viewer_pages, viewers = np.unique(pairs >> 31, return_counts=True)
     unique = dict(zip(viewer_pages.tolist(), viewers.tolist(), strict=True))
     chosen = np.lexsort((pages, -views))[:top]
     pv = (sessions.flags & PAGE_VIEW) > 0
@@ -186,9 +195,17 @@ class PathGraph:
 
 
 def path_graph(
-    rows: SessionRows, depth: int, top_n: int, *, previous: bool, anchored: bool
+    rows: SessionRows,
+    depth: int,
+    top_n: int,
+    *,
+    previous: bool,
+    anchored: bool,
+    rank: Callable[[I64], I64] | None = None,
 ) -> PathGraph:
-    """The path graph of sessions (rows of sessions that started in the range)."""
+    """The path graph of sessions (rows of sessions that started in the range). `rank` gives
+    items their order among equal counts when a step keeps its top items (by name, say);
+    without it, item codes."""
     n = len(rows.session)
     if not n:
         return PathGraph([], [], 0)
@@ -232,14 +249,15 @@ def path_graph(
             continue
         found, counts = np.unique(item[at_k], return_counts=True)
         if len(found) > top_n:
-            kept = found[np.lexsort((found, -counts))[:top_n]]
+            ties = rank(found) if rank is not None else found
+            kept = found[np.lexsort((ties, -counts))[:top_n]]
             item[at_k & ~np.isin(item, kept)] = OTHER
     sign = -1 if previous else 1
     nodes: list[Node] = []
-    keys = np.stack([step, item])
-    (found_steps, found_items), inverse, counts = np.unique(
-        keys, axis=1, return_inverse=True, return_counts=True
+    keys, inverse, counts = np.unique(
+        (step << 32) | (item + _ITEM_BIAS), return_inverse=True, return_counts=True
     )
+    found_steps, found_items = keys >> 32, (keys & 0xFFFFFFFF) - _ITEM_BIAS
     inverse = inverse.reshape(-1)
     ends = np.bincount(inverse, weights=(length == step + 1), minlength=len(counts))
     for j in range(len(counts)):
@@ -253,10 +271,12 @@ def path_graph(
     if len(nxt):
         a, b = nxt, nxt + 1
         gaps = np.abs(t[b] - t[a])
-        pair = np.stack([step[a], item[a], item[b]])
-        (e_step, e_from, e_to), e_inv, e_counts = np.unique(
-            pair, axis=1, return_inverse=True, return_counts=True
+        width = len(counts)
+        pairs, e_inv, e_counts = np.unique(
+            inverse[a] * width + inverse[b], return_inverse=True, return_counts=True
         )
+        e_step = found_steps[pairs // width]
+        e_from, e_to = found_items[pairs // width], found_items[pairs % width]
         e_inv = e_inv.reshape(-1)
         by_edge = np.argsort(e_inv, kind="stable")
         splits = np.cumsum(e_counts)[:-1]

@@ -6,14 +6,13 @@ subjects per calendar period. Pure functions; times are microseconds since the e
 from __future__ import annotations
 
 import enum
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 
 from leadflow_reporting.domain.funnel import I64
 from leadflow_reporting.domain.query import Selector
@@ -114,15 +113,44 @@ class RetentionTable:
 
 
 @dataclass(frozen=True)
-class Conversion:
-    subject: int
-    time_us: int
-    currency: str
-    value: Decimal
+class Valued:
+    """Conversions with a value, as columns; currency: an index into `currencies`."""
+
+    subject: I64
+    time_us: I64
+    units: I64
+    nanos: I64
+    currency: I64
+    currencies: tuple[str, ...]
+
+    @staticmethod
+    def none() -> Valued:
+        empty = np.zeros(0, dtype=np.int64)
+        return Valued(empty, empty, empty, empty, empty, ())
 
 
-def _pairs(subject: I64, index: I64) -> I64:
-    return np.unique(subject * (1 << 20) + index)
+def _member(sorted_keys: I64, keys: I64) -> npt.NDArray[np.bool_]:
+    """Which keys are in sorted_keys (sorted, unique)."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[pos] == keys
+
+
+def _firsts(subject: I64, time_us: I64) -> tuple[I64, I64]:
+    """(subjects, their earliest time), subjects ascending."""
+    if not len(subject):
+        return subject, time_us
+    lo, hi = int(subject.min()), int(subject.max())
+    if hi - lo < 4 * len(subject) + 1024:  # dense ids: no sort needed
+        first = np.full(hi - lo + 1, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first, subject - lo, time_us)
+        found = np.flatnonzero(first != np.iinfo(np.int64).max)
+        return found + lo, first[found]
+    subjects, inverse = np.unique(subject, return_inverse=True)
+    first = np.full(len(subjects), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, inverse.reshape(-1), time_us)
+    return subjects, first
 
 
 def table(
@@ -135,54 +163,42 @@ def table(
     now_us: int,
     *,
     recurring: bool,
-    valued: Sequence[Conversion] = (),
+    valued: Valued | None = None,
 ) -> RetentionTable:
     """The table from every fetched event (all history of the cohort event, returning and
     conversion events up to now). bounds: cohort starts, then later period starts (at least
-    cohort_count + periods + 1)."""
+    cohort_count + periods + 1). Subjects and periods are keyed together as
+    subject << 20 | period."""
     index = np.searchsorted(bounds, time_us, side="right") - 1
     index = np.where(time_us < now_us, index, -2)
     is_cohort = (flags & COHORT) > 0
     # Each subject's first cohort event (all history): its period, -1 when before the range.
-    order = np.lexsort((time_us, subject))
-    c_rows = order[is_cohort[order]]
-    first_subject, first_at = np.unique(subject[c_rows], return_index=True)
-    first_period = index[c_rows[first_at]]
-    first_of = dict(zip(first_subject.tolist(), first_period.tolist(), strict=True))
+    first_subject, first_time = _firsts(subject[is_cohort], time_us[is_cohort])
+    first_period = np.searchsorted(bounds, first_time, side="right") - 1
+    first_period = np.where(first_time < now_us, first_period, -2)
     if recurring:
         m = is_cohort & (index >= 0) & (index < cohort_count)
-        members = _pairs(subject[m], index[m])
+        members = np.unique((subject[m] << 20) | index[m])
     else:
         inside = (first_period >= 0) & (first_period < cohort_count)
-        members = first_subject[inside] * (1 << 20) + first_period[inside]
-    m_subject, m_cohort = members >> 20, members & ((1 << 20) - 1)
-    ret = (flags & RETURNING) > 0
-    returned = _pairs(subject[ret & (index >= 0)], index[ret & (index >= 0)])
+        members = (first_subject[inside] << 20) | first_period[inside]
+    m_cohort = members & ((1 << 20) - 1)
+    ret = ((flags & RETURNING) > 0) & (index >= 0)
+    returned = np.unique((subject[ret] << 20) | index[ret])
     sizes = np.bincount(m_cohort, minlength=cohort_count)
     active = np.zeros((cohort_count, periods + 1), dtype=np.int64)
     for k in range(periods + 1):
-        hit = np.isin(m_subject * (1 << 20) + m_cohort + k, returned)
-        active[:, k] = np.bincount(m_cohort[hit], minlength=cohort_count)
+        active[:, k] = np.bincount(m_cohort[_member(returned, members + k)], minlength=cohort_count)
     if not recurring:
         active[:, 0] = sizes
     # Conversions from the cohort start to the end of the last period shown.
-    conv = (flags & CONVERSION) > 0
-    converted_pairs = _pairs(subject[conv & (index >= 0)], index[conv & (index >= 0)])
+    conv = ((flags & CONVERSION) > 0) & (index >= 0)
+    converted_pairs = np.unique((subject[conv] << 20) | index[conv])
     converted = np.zeros(len(members), dtype=bool)
     for k in range(periods + 1):
-        converted |= np.isin(m_subject * (1 << 20) + m_cohort + k, converted_pairs)
+        converted |= _member(converted_pairs, members + k)
     converted_count = np.bincount(m_cohort[converted], minlength=cohort_count)
-    revenue: list[dict[str, Decimal]] = [defaultdict(Decimal) for _ in range(cohort_count)]
-    cohorts_of: dict[int, list[int]] = defaultdict(list)
-    for s, c in zip(m_subject.tolist(), m_cohort.tolist(), strict=True):
-        cohorts_of[s].append(c)
-    for v in valued:
-        if v.time_us >= now_us or not v.currency:
-            continue
-        p = int(np.searchsorted(bounds, v.time_us, side="right")) - 1
-        for c in cohorts_of.get(v.subject, ()):
-            if c <= p <= c + periods:
-                revenue[c][v.currency] += v.value
+    revenue = _revenue(valued or Valued.none(), members, bounds, cohort_count, periods, now_us)
     cohorts: list[Cohort] = []
     for c in range(cohort_count):
         shown = [k for k in range(periods + 1) if bounds[c + k] <= now_us]
@@ -193,7 +209,7 @@ def table(
                 [int(active[c, k]) for k in shown],
                 [bool(bounds[c + k + 1] <= now_us) for k in shown],
                 int(converted_count[c]),
-                dict(sorted(revenue[c].items())),
+                revenue[c],
             )
         )
     average: list[float] = []
@@ -201,11 +217,18 @@ def table(
         done = [c for c in range(cohort_count) if bounds[c + k + 1] <= now_us]
         total = sum(int(sizes[c]) for c in done)
         average.append(sum(int(active[c, k]) for c in done) / total if total else 0.0)
-    activity: list[Activity] = []
+    # First-time versus recurring: by the period of the subject's first cohort event.
     returned_subject, returned_period = returned >> 20, returned & ((1 << 20) - 1)
     never = cohort_count + periods + 2  # subjects without a cohort event: neither kind
-    firsts = np.asarray([first_of.get(s, never) for s in returned_subject.tolist()], dtype=np.int64)
+    pos = np.minimum(
+        np.searchsorted(first_subject, returned_subject), max(len(first_subject) - 1, 0)
+    )
+    known = (
+        first_subject[pos] == returned_subject if len(first_subject) else np.zeros(0, dtype=bool)
+    )
+    firsts = np.where(known, first_period[pos] if len(first_subject) else never, never)
     firsts = np.where(firsts == -2, never, firsts)
+    activity: list[Activity] = []
     for p in range(cohort_count):
         here = returned_period == p
         activity.append(
@@ -217,3 +240,30 @@ def table(
             )
         )
     return RetentionTable(cohorts, average, activity)
+
+
+def _revenue(
+    v: Valued, members: I64, bounds: I64, cohort_count: int, periods: int, now_us: int
+) -> list[dict[str, Decimal]]:
+    """Per cohort, the value of its members' conversions in its periods, per currency."""
+    units = np.zeros((cohort_count, len(v.currencies)), dtype=np.int64)
+    nanos = np.zeros((cohort_count, len(v.currencies)), dtype=np.int64)
+    keep = v.time_us < now_us
+    period = np.searchsorted(bounds, v.time_us[keep], side="right") - 1
+    subject, cur = v.subject[keep], v.currency[keep]
+    u, n = v.units[keep], v.nanos[keep]
+    for k in range(periods + 1):
+        cohort = period - k
+        ok = (cohort >= 0) & (cohort < cohort_count)
+        ok[ok] = _member(members, (subject[ok] << 20) | cohort[ok])
+        np.add.at(units, (cohort[ok], cur[ok]), u[ok])
+        np.add.at(nanos, (cohort[ok], cur[ok]), n[ok])
+    out: list[dict[str, Decimal]] = []
+    for c in range(cohort_count):
+        row = {
+            currency: Decimal(int(units[c, j])) + Decimal(int(nanos[c, j])) / 1_000_000_000
+            for j, currency in enumerate(v.currencies)
+            if units[c, j] or nanos[c, j]
+        }
+        out.append(dict(sorted(row.items())))
+    return out
