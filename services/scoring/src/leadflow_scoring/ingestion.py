@@ -35,7 +35,7 @@ from leadflow_scoring.domain.features import (
 from leadflow_scoring.domain.model import ScoringModel
 from leadflow_scoring.erasure import ErasedSubjects
 from leadflow_scoring.events import inputs
-from leadflow_scoring.leads import Leads, rebuilt, sorted_events
+from leadflow_scoring.leads import Leads, LeadState, Prepared, rebuilt, sorted_events, write
 
 log = get_logger(__name__)
 
@@ -103,34 +103,12 @@ class Ingestion:
             )
         if not rows:
             return
-        first_seen = {
-            lead_id: min((e.occurred_at, e.event_id) for e in events)
-            for lead_id, events in by_lead.items()
-        }
-        states, model = await self._leads.lock(
-            conn, tenant_id, by_lead, now=now, create=True, first_seen=first_seen
-        )
-        visitors = await self._lock_visitors(conn, tenant_id, by_visitor, model, create=True)
         fresh = await repo.insert_events(conn, tenant_id, rows)
-        changed = []
-        for lead_id, events in by_lead.items():
-            state = states[lead_id]
-            new = sorted_events(e for e in events if e.event_id in fresh)
-            if not new and not state.created:
-                continue
-            state.apply_events(new, model)
-            if new:
-                state.causation_id = new[-1].event_id
-            changed.append(state)
-        await self._leads.save(
-            conn,
-            tenant_id,
-            changed,
-            model,
-            now=now,
-            cause="event",
-            causation_id=message.metadata.event_id,
-        )
+        if by_lead:
+            model = await self._apply_to_leads(conn, tenant_id, message, by_lead, fresh, now)
+        else:
+            model = await self._leads.models.active(conn, tenant_id)
+        visitors = await self._lock_visitors(conn, tenant_id, by_visitor, model, create=True)
         touched = []
         for anonymous_id, events in by_visitor.items():
             visitor = visitors[anonymous_id]
@@ -144,6 +122,51 @@ class Ingestion:
                     visitor.first_seen_at, visitor.first_event_id = e.occurred_at, e.event_id
             touched.append(visitor)
         await _save_visitors(conn, tenant_id, touched)
+
+    async def _apply_to_leads(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        message: events_pb2.EventsRecorded,
+        by_lead: dict[str, list[ActivityEvent]],
+        fresh: set[str],
+        now: datetime,
+    ) -> ScoringModel:
+        """Apply the new events to their leads (a new lead enters `new` at its first
+        event) and store them; returns the model used."""
+        first_seen = {
+            lead_id: min((e.occurred_at, e.event_id) for e in events)
+            for lead_id, events in by_lead.items()
+        }
+        # The leads' changes are computed from their rows read unlocked, then the rows are
+        # locked and only the leads changed meanwhile (by another replica) are computed
+        # again: row locks are held for the writes, not for the computation.
+        states, model = await self._leads.read(
+            conn, tenant_id, by_lead, now=now, first_seen=first_seen
+        )
+
+        async def prepare(states: dict[str, LeadState], model: ScoringModel) -> dict[str, Prepared]:
+            return await self._leads.prepare(
+                conn,
+                tenant_id,
+                _with_events(states, by_lead, fresh, model),
+                model,
+                now=now,
+                cause="event",
+                causation_id=message.metadata.event_id,
+            )
+
+        prepared = await prepare(states, model)
+        stale, _ = await self._leads.stale(conn, tenant_id, states, model)
+        if stale:
+            states, model = await self._leads.lock(
+                conn, tenant_id, stale, now=now, create=True, first_seen=first_seen
+            )
+            for lead_id in stale:
+                prepared.pop(lead_id, None)
+            prepared.update(await prepare(states, model))
+        await write(conn, tenant_id, prepared.values())
+        return model
 
     # ingest.subject.identified -------------------------------------------------------------
 
@@ -297,6 +320,25 @@ class Ingestion:
             for v in stale:
                 v.features = rebuilt(v.features, history.get(v.anonymous_id, ()), model)
         return out
+
+
+def _with_events(
+    states: dict[str, LeadState],
+    by_lead: dict[str, list[ActivityEvent]],
+    fresh: set[str],
+    model: ScoringModel,
+) -> list[LeadState]:
+    """The leads with their new events applied (those that changed or are new)."""
+    changed = []
+    for lead_id, state in states.items():
+        new = sorted_events(e for e in by_lead[lead_id] if e.event_id in fresh)
+        if not new and not state.created:
+            continue
+        state.apply_events(new, model)
+        if new:
+            state.causation_id = new[-1].event_id
+        changed.append(state)
+    return changed
 
 
 async def _save_visitors(

@@ -69,7 +69,8 @@ class LeadState:
     profile, consent and alias messages). `transitions` are to be recorded, of which the
     ids in `quiet` were announced before (a replay recording them again), replacing the
     stored ones in `dropped`. `replay_from`: the lifecycle is to be replayed from the
-    events at and after this key (an event arrived after events it precedes)."""
+    events at and after this key (an event arrived after events it precedes).
+    `revision` counts the row's changes (the check of a change computed before locking)."""
 
     lead_id: str
     features: LeadFeatures
@@ -82,6 +83,7 @@ class LeadState:
     replay_from: EventKey | None = None
     dropped: list[str] = field(default_factory=list)
     quiet: set[str] = field(default_factory=set)
+    revision: int | None = None  # the row's, as read (None: no row yet)
 
     def move(
         self,
@@ -158,6 +160,28 @@ class Scored:
     verdict: ScoreChangeVerdict
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What saving one lead writes."""
+
+    row: repo.LeadRow
+    history: repo.HistoryRow | None
+    transitions: list[repo.TransitionRow]
+    dropped: list[str]
+    outbox: list[OutboxMessage]
+    scored: Scored
+
+
+async def write(conn: asyncpg.Connection, tenant_id: str, prepared: Iterable[Prepared]) -> None:
+    """Store prepared leads, set-based: one statement per table."""
+    items = list(prepared)
+    await repo.save_leads(conn, tenant_id, [p.row for p in items])
+    await repo.delete_transitions(conn, tenant_id, [i for p in items for i in p.dropped])
+    await repo.insert_transitions(conn, tenant_id, [t for p in items for t in p.transitions])
+    await repo.insert_history(conn, tenant_id, [p.history for p in items if p.history])
+    await add_to_outbox(conn, *[m for p in items for m in p.outbox])
+
+
 def sorted_events(events: Iterable[ActivityEvent]) -> list[ActivityEvent]:
     return sorted(events, key=lambda e: (e.occurred_at, e.event_id))
 
@@ -182,13 +206,35 @@ class Leads:
         """Lock the leads (creating missing ones when `create`: they enter `new` at their
         `first_seen` time and event, else now) and read the tenant's active model (or use
         `model`). Features kept with another half-life are rebuilt."""
-        rows, created = await repo.lock_leads(conn, tenant_id, list(lead_ids), create=create)
+        ids = sorted(set(lead_ids))
+        rows, created = await repo.lock_leads(conn, tenant_id, ids, create=create)
         if model is None:
             model = await self.models.active(conn, tenant_id)
+        found = {r["lead_id"] for r in rows}
+        states = await self._states(
+            conn, tenant_id, [i for i in ids if i in found], rows, created, model, now, first_seen
+        )
+        return states, model
+
+    async def _states(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        lead_ids: Sequence[str],
+        rows: Sequence[asyncpg.Record],
+        created: set[str],
+        model: ScoringModel,
+        now: datetime,
+        first_seen: Mapping[str, tuple[datetime, str]] | None,
+    ) -> dict[str, LeadState]:
+        """States from lead rows; ids without a row (or `created` ones) as new leads that
+        enter `new` at their `first_seen` time and event (else now). Features kept with
+        another half-life are rebuilt."""
+        by_id = {r["lead_id"]: r for r in rows}
         states: dict[str, LeadState] = {}
-        for row in rows:
-            lead_id = row["lead_id"]
-            if lead_id in created:
+        for lead_id in lead_ids:
+            row = by_id.get(lead_id)
+            if row is None or lead_id in created or row["features"] is None:
                 at, first_event = (first_seen or {}).get(lead_id, (now, ""))
                 initial, visit = enter_initial(at, first_event)
                 state = LeadState(
@@ -214,6 +260,7 @@ class Leads:
                     (row["stage_entered_at"], "")
                     if seen_at is None
                     else (seen_at, row["first_seen_event_id"]),
+                    revision=row["revision"],
                 )
             states[lead_id] = state
         stale = [s for s in states.values() if needs_rebuild(s.features, model)]
@@ -221,7 +268,7 @@ class Leads:
             history = await repo.lead_events(conn, tenant_id, [s.lead_id for s in stale])
             for s in stale:
                 s.features = rebuilt(s.features, history.get(s.lead_id, ()), model)
-        return states, model
+        return states
 
     async def save(
         self,
@@ -235,83 +282,135 @@ class Leads:
         causation_id: str = "",
     ) -> list[Scored]:
         """Replay the lifecycles that need it, rescore the leads as of `now` and store
-        everything; returns the new scores."""
+        everything; returns the new scores. The leads must be locked."""
+        prepared = await self.prepare(
+            conn, tenant_id, states, model, now=now, cause=cause, causation_id=causation_id
+        )
+        await write(conn, tenant_id, prepared.values())
+        return [p.scored for p in prepared.values()]
+
+    async def prepare(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        states: Sequence[LeadState],
+        model: ScoringModel,
+        *,
+        now: datetime,
+        cause: str,
+        causation_id: str = "",
+    ) -> dict[str, Prepared]:
+        """Everything `save` writes, per lead, computed without writing (the replays read
+        the leads' stored transitions and events)."""
         await self._replay(conn, tenant_id, states, model)
-        rows: list[repo.LeadRow] = []
-        dropped: list[str] = []
-        history: list[repo.HistoryRow] = []
-        transitions: list[repo.TransitionRow] = []
-        outbox: list[OutboxMessage] = []
-        out: list[Scored] = []
+        out: dict[str, Prepared] = {}
         for s in states:
             score = compute_score(s.features, model, now)
             verdict = score_changes(s.previous, score)
-            message = mapping.lead_score_message(s.lead_id, score)
+            message, components = mapping.lead_score_with_components(s.lead_id, score)
+            score_bytes = message.SerializeToString()
             cause_id = s.causation_id or causation_id
-            dropped.extend(s.dropped)
+            transitions = []
+            outbox: list[OutboxMessage] = []
             for transition_id, t in s.transitions:
                 transitions.append(_transition_row(transition_id, s.lead_id, t))
-                if transition_id in s.quiet:
-                    continue
-                outbox.append(
-                    published.stage_changed(
-                        tenant_id, s.lead_id, transition_id, t, score.home_brand_id
+                if transition_id not in s.quiet:
+                    outbox.append(
+                        published.stage_changed(
+                            tenant_id, s.lead_id, transition_id, t, score.home_brand_id
+                        )
                     )
-                )
+            history = None
             if verdict.changed:
-                history.append(
-                    repo.HistoryRow(
-                        s.lead_id,
-                        now,
-                        score.total,
-                        score.undecayed_total,
-                        mapping.components_bytes(score),
-                        score.grade.value,
-                        score.temperature.value,
-                        score.stage.value,
-                        model.version,
-                        cause,
-                        cause_id,
-                    )
+                history = repo.HistoryRow(
+                    s.lead_id,
+                    now,
+                    score.total,
+                    score.undecayed_total,
+                    components,
+                    score.grade.value,
+                    score.temperature.value,
+                    score.stage.value,
+                    model.version,
+                    cause,
+                    cause_id,
                 )
                 outbox.extend(
                     published.score_events(
-                        tenant_id, message, verdict, cause=cause, causation_id=cause_id, at=now
+                        tenant_id,
+                        message,
+                        verdict,
+                        cause=cause,
+                        causation_id=cause_id,
+                        at=now,
+                        score_bytes=score_bytes,
                     )
                 )
             visit = s.visit
-            rows.append(
-                repo.LeadRow(
-                    s.lead_id,
-                    codec.features_to_json(s.features),
-                    visit.stage.value,
-                    visit.entered_at,
-                    visit.entered_by,
-                    codec.touchpoints_to_json(visit),
-                    visit.touchpoint_count,
-                    s.first_seen[0],
-                    s.first_seen[1],
-                    score.total,
-                    score.undecayed_total,
-                    score.grade.value,
-                    score.temperature.value,
-                    model.version,
-                    now,
-                    score.home_brand_id,
-                    score.last_activity_at,
-                    message.SerializeToString(),
-                    _next_check(s.features, model, now),
-                )
+            row = repo.LeadRow(
+                s.lead_id,
+                codec.features_to_json(s.features),
+                visit.stage.value,
+                visit.entered_at,
+                visit.entered_by,
+                codec.touchpoints_to_json(visit),
+                visit.touchpoint_count,
+                s.first_seen[0],
+                s.first_seen[1],
+                score.total,
+                score.undecayed_total,
+                score.grade.value,
+                score.temperature.value,
+                model.version,
+                now,
+                score.home_brand_id,
+                score.last_activity_at,
+                score_bytes,
+                _next_check(s.features, model, now, score.total),
             )
-            out.append(Scored(s, score, message, verdict))
+            out[s.lead_id] = Prepared(
+                row, history, transitions, s.dropped, outbox, Scored(s, score, message, verdict)
+            )
             s.previous = ScoreSummary(score.total, score.grade, score.temperature)
             s.transitions, s.dropped, s.quiet = [], [], set()
-        await repo.save_leads(conn, tenant_id, rows)
-        await repo.delete_transitions(conn, tenant_id, dropped)
-        await repo.insert_transitions(conn, tenant_id, transitions)
-        await repo.insert_history(conn, tenant_id, history)
-        await add_to_outbox(conn, *outbox)
         return out
+
+    async def read(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        lead_ids: Iterable[str],
+        *,
+        now: datetime,
+        first_seen: Mapping[str, tuple[datetime, str]],
+    ) -> tuple[dict[str, LeadState], ScoringModel]:
+        """The leads as last committed, without locking them (missing ones as they would
+        be created), for computing a change before locking; `Leads.stale` then says which
+        changed in between."""
+        ids = sorted(set(lead_ids))
+        rows = await repo.read_leads(conn, tenant_id, ids)
+        model = await self.models.active(conn, tenant_id)
+        return await self._states(conn, tenant_id, ids, rows, set(), model, now, first_seen), model
+
+    async def stale(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        read: Mapping[str, LeadState],
+        model: ScoringModel,
+    ) -> tuple[list[str], bool]:
+        """Lock the leads read (creating the missing ones) and say which changed since they
+        were read: (lead ids, whether the active model changed, which makes them all)."""
+        rows, created = await repo.lock_revisions(conn, tenant_id, list(read))
+        if (await self.models.active(conn, tenant_id)).version != model.version:
+            return sorted(read), True
+        changed = [
+            lead_id
+            for lead_id, revision in rows
+            if (lead_id in created) != (read[lead_id].revision is None)
+            or (lead_id not in created and revision != read[lead_id].revision)
+        ]
+        return changed, False
 
     async def _replay(
         self,
@@ -404,9 +503,11 @@ def rebuilt(
     return LeadFeatures(features.profile, features.consent, features.stage, activity)
 
 
-def _next_check(features: LeadFeatures, model: ScoringModel, now: datetime) -> datetime | None:
+def _next_check(
+    features: LeadFeatures, model: ScoringModel, now: datetime, total: float
+) -> datetime | None:
     # Strictly after now, so a decay run never picks the lead it just rescored again.
-    at = next_decay_crossing(features, model, now)
+    at = next_decay_crossing(features, model, now, total)
     return None if at is None else max(at, now + _ONE_SECOND)
 
 

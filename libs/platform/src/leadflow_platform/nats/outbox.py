@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ from leadflow_platform.nats.registry import subject_of
 from leadflow_platform.telemetry import tracer
 
 log = get_logger(__name__)
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,17 @@ async def add_to_outbox(conn: asyncpg.Connection, *messages: OutboxMessage) -> N
             h.EVENT_TYPE: m.message.DESCRIPTOR.full_name,
         }
         payload = m.payload if m.payload is not None else m.message.SerializeToString()
-        rows.append((m.message_id, subject, payload, headers, m.tenant_id, m.redact_after_publish))
-    await conn.executemany(
+        rows.append(
+            (m.message_id, subject, payload, _dumps(headers), m.tenant_id, m.redact_after_publish)
+        )
+    # One statement for the lot (ids in the order given): a row per statement costs the
+    # server a statement each.
+    await conn.execute(
         "INSERT INTO outbox (message_id, subject, payload, headers, tenant_id,"
-        " redact_after_publish) VALUES ($1, $2, $3, $4, $5, $6)"
-        " ON CONFLICT (message_id) DO NOTHING",
-        rows,
+        " redact_after_publish) SELECT m, s, p, h::jsonb, t, r FROM unnest($1::text[],"
+        " $2::text[], $3::bytea[], $4::text[], $5::text[], $6::bool[]) WITH ORDINALITY"
+        " AS u(m, s, p, h, t, r, n) ORDER BY n ON CONFLICT (message_id) DO NOTHING",
+        *[list(column) for column in zip(*rows, strict=True)],
     )
     # Delivered on commit only; wakes the relays at once instead of at their next poll.
     await conn.execute("SELECT pg_notify('leadflow_outbox_' || current_schema(), '')")

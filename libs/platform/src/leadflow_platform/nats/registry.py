@@ -42,10 +42,17 @@ def message_type(subject: str) -> type[Message]:
         raise UnknownSubject(f"no event message declares subject {subject!r}") from None
 
 
+_SUBJECTS: dict[str, str] = {}
+
+
 def subject_of(message: Message | type[Message]) -> str:
-    subject = message.DESCRIPTOR.GetOptions().Extensions[options_pb2.event_subject]
-    if not subject:
-        raise UnknownSubject(f"{message.DESCRIPTOR.full_name} declares no event_subject")
+    descriptor = message.DESCRIPTOR
+    subject = _SUBJECTS.get(descriptor.full_name)  # read once per type: options are costly
+    if subject is None:
+        subject = descriptor.GetOptions().Extensions[options_pb2.event_subject]
+        if not subject:
+            raise UnknownSubject(f"{descriptor.full_name} declares no event_subject")
+        _SUBJECTS[descriptor.full_name] = subject
     return subject
 
 

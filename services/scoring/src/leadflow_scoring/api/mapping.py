@@ -117,28 +117,51 @@ def _component(
     target.weight = c.weight
     target.capped = c.capped
     if factors:
-        add = target.factors.add
-        for f in c.factors:
-            add(
-                component=kind,
-                label=f.label,
-                rule=f.rule,
-                count=f.count,
-                points=f.points,
-                undecayed_points=f.undecayed_points,
-            )
+        _factors(target, kind, c)
+
+
+def _factors(
+    target: lead_score_pb2.ComponentScore,
+    kind: lead_score_pb2.ScoreComponent.ValueType,
+    c: ComponentScore,
+) -> None:
+    add = target.factors.add
+    for f in c.factors:
+        add(
+            component=kind,
+            label=f.label,
+            rule=f.rule,
+            count=f.count,
+            points=f.points,
+            undecayed_points=f.undecayed_points,
+        )
+
+
+_FIELDS = {kind: str(kind.value) for kind in ScoreComponent}
 
 
 def write_components(
     target: lead_score_pb2.ComponentScores, components: ComponentScores, *, factors: bool
 ) -> None:
     for kind, component in components.by_component():
-        _component(getattr(target, kind.value), COMPONENT_VALUES[kind], component, factors)
+        _component(getattr(target, _FIELDS[kind]), COMPONENT_VALUES[kind], component, factors)
 
 
-def lead_score_message(
-    lead_id: str, score: LeadScore, *, factors: bool = True
-) -> lead_score_pb2.LeadScore:
+def lead_score_with_components(
+    lead_id: str, score: LeadScore
+) -> tuple[lead_score_pb2.LeadScore, bytes]:
+    """The LeadScore with factors, and its ComponentScores without factors serialized (what
+    a history row keeps): the components are written once, the factors added after."""
+    message = _lead_score_head(lead_id, score)
+    components = message.components
+    write_components(components, score.components, factors=False)
+    plain = components.SerializeToString()
+    for kind, component in score.components.by_component():
+        _factors(getattr(components, _FIELDS[kind]), COMPONENT_VALUES[kind], component)
+    return message, plain
+
+
+def _lead_score_head(lead_id: str, score: LeadScore) -> lead_score_pb2.LeadScore:
     message = lead_score_pb2.LeadScore(
         lead_id=lead_id,
         total=score.total,
@@ -149,18 +172,10 @@ def lead_score_message(
         model_version=score.model_version,
         home_brand_id=score.home_brand_id,
     )
-    write_components(message.components, score.components, factors=factors)
     set_timestamp(message.computed_at, score.computed_at)
     if score.last_activity_at is not None:
         set_timestamp(message.last_activity_at, score.last_activity_at)
     return message
-
-
-def components_bytes(score: LeadScore) -> bytes:
-    """ComponentScores without factors: what a history row keeps."""
-    message = lead_score_pb2.ComponentScores()
-    write_components(message, score.components, factors=False)
-    return message.SerializeToString()
 
 
 def without_factors(score: lead_score_pb2.LeadScore) -> lead_score_pb2.LeadScore:

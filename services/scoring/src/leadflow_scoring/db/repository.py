@@ -24,12 +24,18 @@ from leadflow_scoring.domain.lifecycle import (
 
 _LEAD_COLUMNS = (
     "lead_id, features, stage, stage_entered_at, stage_entered_by, visit_touchpoints,"
-    " visit_touchpoint_count, first_seen_at, first_seen_event_id, total, grade, temperature"
+    " visit_touchpoint_count, first_seen_at, first_seen_event_id, total, grade, temperature,"
+    " revision"
 )
 
 
 async def lock_leads(
-    conn: asyncpg.Connection, tenant_id: str, lead_ids: Sequence[str], *, create: bool
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    lead_ids: Sequence[str],
+    *,
+    create: bool,
+    columns: str = _LEAD_COLUMNS,
 ) -> tuple[list[asyncpg.Record], set[str]]:
     """Lock the leads' rows (creating the missing ones when `create`), in lead id order so
     that concurrent transactions over overlapping leads queue instead of deadlocking.
@@ -45,12 +51,36 @@ async def lock_leads(
         )
         created = {r["lead_id"] for r in rows}
     locked = await conn.fetch(
-        f"SELECT {_LEAD_COLUMNS} FROM leads WHERE tenant_id = $1 AND lead_id = ANY($2::text[])"
+        f"SELECT {columns} FROM leads WHERE tenant_id = $1 AND lead_id = ANY($2::text[])"
         " ORDER BY lead_id FOR UPDATE",
         tenant_id,
         ids,
     )
     return locked, created
+
+
+async def read_leads(
+    conn: asyncpg.Connection, tenant_id: str, lead_ids: Sequence[str]
+) -> list[asyncpg.Record]:
+    """The leads' rows as last committed, unlocked (those with a score: a row another
+    transaction just inserted has none yet)."""
+    return await conn.fetch(
+        f"SELECT {_LEAD_COLUMNS} FROM leads WHERE tenant_id = $1 AND lead_id = ANY($2::text[])"
+        " AND features IS NOT NULL",
+        tenant_id,
+        list(lead_ids),
+    )
+
+
+async def lock_revisions(
+    conn: asyncpg.Connection, tenant_id: str, lead_ids: Sequence[str]
+) -> tuple[list[tuple[str, int]], set[str]]:
+    """lock_leads for a change computed before locking: (lead id, revision) of each lead
+    and the ids created by this call."""
+    rows, created = await lock_leads(
+        conn, tenant_id, lead_ids, create=True, columns="lead_id, revision"
+    )
+    return [(r["lead_id"], r["revision"]) for r in rows], created
 
 
 class LeadRow(NamedTuple):
@@ -90,7 +120,8 @@ async def save_leads(conn: asyncpg.Connection, tenant_id: str, rows: Sequence[Le
         " undecayed_total = u.undecayed_total, grade = u.grade, temperature = u.temperature,"
         " model_version = u.model_version, computed_at = u.computed_at,"
         " home_brand_id = u.home_brand_id, last_activity_at = u.last_activity_at,"
-        " score = u.score, next_check_at = u.next_check_at, updated_at = now()"
+        " score = u.score, next_check_at = u.next_check_at, revision = l.revision + 1,"
+        " updated_at = now()"
         " FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],"
         " $7::text[], $8::int[], $9::timestamptz[], $10::text[], $11::float8[],"
         " $12::float8[], $13::text[], $14::text[], $15::int8[], $16::timestamptz[],"

@@ -31,13 +31,15 @@ _NUDGES = 3
 
 
 def next_decay_crossing(
-    features: LeadFeatures, model: ScoringModel, now: datetime
+    features: LeadFeatures, model: ScoringModel, now: datetime, total: float | None = None
 ) -> datetime | None:
     """The first time after `now` at which, with no new events, the lead's grade or
     temperature is lower than at `now` (within a second after the exact instant, so that
     compute_score at the returned time shows the lower value); None when it never is.
+    `total`: the lead's total at `now` when the caller has it (compute_score's).
     """
-    total = raw_score(features, model, now).total(model)
+    if total is None:
+        total = raw_score(features, model, now).total(model)
     floors = [
         f
         for f in (

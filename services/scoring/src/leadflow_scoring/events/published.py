@@ -51,6 +51,22 @@ def _metadata(
     set_timestamp(target.occurred_at, at)
 
 
+def _length_delimited(field_number: int, data: bytes) -> bytes:
+    """A serialized message field (wire type 2): parsing a message's bytes followed by this
+    sets the field, so the score is serialized once for the row and every event."""
+    out = bytearray()
+    for value in (field_number << 3 | 2, len(data)):
+        while value > 0x7F:
+            out.append(value & 0x7F | 0x80)
+            value >>= 7
+        out.append(value)
+    return bytes(out) + data
+
+
+_SCORE_CHANGED_SCORE = events_pb2.ScoreChanged.DESCRIPTOR.fields_by_name["score"].number
+_THRESHOLD_CROSSED_SCORE = events_pb2.ThresholdCrossed.DESCRIPTOR.fields_by_name["score"].number
+
+
 def score_events(
     tenant_id: str,
     score: lead_score_pb2.LeadScore,
@@ -59,26 +75,30 @@ def score_events(
     cause: str,
     causation_id: str,
     at: datetime,
+    score_bytes: bytes | None = None,
 ) -> list[OutboxMessage]:
     """scoring.score.changed, then one scoring.threshold.crossed per crossing (grade
-    first); nothing when the verdict is no change."""
+    first); nothing when the verdict is no change. `score_bytes`: `score` serialized, when
+    the caller has it."""
     if not verdict.changed:
         return []
+    if score_bytes is None:
+        score_bytes = score.SerializeToString()
     event_id = new_id()
     changed = events_pb2.ScoreChanged(
         lead_id=score.lead_id,
         previous_total=verdict.previous_total,
         previous_grade=GRADE_VALUES[verdict.previous_grade],
         previous_temperature=TEMPERATURE_VALUES[verdict.previous_temperature],
-        score=score,
         cause=CAUSE_VALUES[cause],
     )
     _metadata(changed.metadata, event_id, tenant_id, at, causation_id)
-    out = [OutboxMessage(changed, message_id=event_id, tenant_id=tenant_id)]
+    payload = changed.SerializeToString() + _length_delimited(_SCORE_CHANGED_SCORE, score_bytes)
+    out = [OutboxMessage(changed, message_id=event_id, tenant_id=tenant_id, payload=payload)]
     for crossing in verdict.crossings:
         crossing_id = new_id()
         crossed = events_pb2.ThresholdCrossed(
-            lead_id=score.lead_id, direction=_DIRECTIONS[crossing.direction], score=score
+            lead_id=score.lead_id, direction=_DIRECTIONS[crossing.direction]
         )
         if isinstance(crossing, GradeCrossing):
             crossed.dimension = events_pb2.THRESHOLD_DIMENSION_GRADE
@@ -89,7 +109,14 @@ def score_events(
             crossed.temperature.from_temperature = TEMPERATURE_VALUES[crossing.from_temperature]
             crossed.temperature.to_temperature = TEMPERATURE_VALUES[crossing.to_temperature]
         _metadata(crossed.metadata, crossing_id, tenant_id, at, causation_id)
-        out.append(OutboxMessage(crossed, message_id=crossing_id, tenant_id=tenant_id))
+        crossed_payload = crossed.SerializeToString() + _length_delimited(
+            _THRESHOLD_CROSSED_SCORE, score_bytes
+        )
+        out.append(
+            OutboxMessage(
+                crossed, message_id=crossing_id, tenant_id=tenant_id, payload=crossed_payload
+            )
+        )
     return out
 
 
