@@ -41,7 +41,7 @@ class Suite:
     settings: Settings
     ingest_runtime: Runtime
     scoring_runtime: Runtime
-    attribution_runtime: Runtime
+    attribution_runtimes: list[Runtime]
     ingest: ingest_service_pb2_grpc.IngestServiceStub
     scoring: scoring_service_pb2_grpc.ScoringServiceStub
     attribution: attribution_service_pb2_grpc.AttributionServiceStub
@@ -50,6 +50,11 @@ class Suite:
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return auth(self.key)
+
+    @property
+    def attribution_runtime(self) -> Runtime:
+        """The first attribution replica (the one `attribution` calls)."""
+        return self.attribution_runtimes[0]
 
     @property
     def pool(self) -> Any:
@@ -73,7 +78,7 @@ class Suite:
         """Wait until every consumer of the suite has applied every message on its stream
         and every outbox is relayed, twice in a row (scoring's stage changes feed
         attribution after scoring has read ingest)."""
-        runtimes = (self.ingest_runtime, self.scoring_runtime, self.attribution_runtime)
+        runtimes = (self.ingest_runtime, self.scoring_runtime, *self.attribution_runtimes)
         bus = self.ingest_runtime.bus
 
         async def caught_up() -> bool:
@@ -97,21 +102,33 @@ class Suite:
 
 
 @contextlib.asynccontextmanager
-async def suite(settings: Settings) -> AsyncIterator[Suite]:
+async def suite(
+    settings: Settings,
+    *,
+    attribution_replicas: int = 1,
+    attribution_settings: Settings | None = None,
+) -> AsyncIterator[Suite]:
+    """Ingest, scoring and `attribution_replicas` attribution runtimes (each its own
+    process-like Runtime on the same database and bus; `attribution_settings` when given)."""
     key = await new_key(settings.database_url, TENANT, "admin")
     async with contextlib.AsyncExitStack() as stack:
         ingest_runtime = await stack.enter_async_context(running(INGEST_SPEC, settings))
         scoring_runtime = await stack.enter_async_context(running(SCORING_SPEC, settings))
-        attribution_runtime = await stack.enter_async_context(running(ATTRIBUTION_SPEC, settings))
+        attribution_runtimes = [
+            await stack.enter_async_context(
+                running(ATTRIBUTION_SPEC, attribution_settings or settings)
+            )
+            for _ in range(attribution_replicas)
+        ]
         channels = [
             await stack.enter_async_context(open_channel(f"127.0.0.1:{runtime.port}"))
-            for runtime in (ingest_runtime, scoring_runtime, attribution_runtime)
+            for runtime in (ingest_runtime, scoring_runtime, attribution_runtimes[0])
         ]
         yield Suite(
             settings,
             ingest_runtime,
             scoring_runtime,
-            attribution_runtime,
+            attribution_runtimes,
             ingest_service_pb2_grpc.IngestServiceStub(channels[0]),
             scoring_service_pb2_grpc.ScoringServiceStub(channels[1]),
             attribution_service_pb2_grpc.AttributionServiceStub(channels[2]),

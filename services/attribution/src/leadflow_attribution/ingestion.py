@@ -66,6 +66,19 @@ class Ingestion:
         ]
         if not events:
             return
+        # Lock every subject before reading what another replica may change under it: the
+        # visitors before their aliases are read (an alias committed after the read would
+        # leave their touchpoints under the visitor's key), then the leads, and only then
+        # look for erasures (one committed after the check would be undone by this insert).
+        visitors = sorted({e.subject.anonymous_id for e in events} - {""})
+        await repo.lock_subjects(conn, tenant_id, [repo.anon_key(v) for v in visitors])
+        aliased = await repo.leads_of(
+            conn,
+            tenant_id,
+            sorted({e.subject.anonymous_id for e in events if not e.subject.lead_id}),
+        )
+        leads = {e.subject.lead_id or aliased.get(e.subject.anonymous_id, "") for e in events}
+        await repo.lock_subjects(conn, tenant_id, [repo.lead_key(i) for i in leads if i])
         erased_leads, erased_anons = await self.erasure.blocked(
             conn,
             tenant_id,
@@ -77,11 +90,6 @@ class Ingestion:
             for e in events
             if e.subject.lead_id not in erased_leads and e.subject.anonymous_id not in erased_anons
         ]
-        aliased = await repo.leads_of(
-            conn,
-            tenant_id,
-            sorted({e.subject.anonymous_id for e in events if not e.subject.lead_id}),
-        )
         touchpoints: list[repo.TouchpointRow] = []
         conversions: list[repo.ConversionRow] = []
         for e in events:
@@ -131,11 +139,7 @@ class Ingestion:
     ) -> None:
         if not touchpoints and not conversions:
             return
-        await repo.lock_subjects(
-            conn,
-            tenant_id,
-            [t.subject_key for t in touchpoints] + [c.conversion.subject for c in conversions],
-        )
+        # The caller holds the locks of every subject key involved.
         new_touchpoints = await repo.insert_touchpoints(conn, tenant_id, touchpoints)
         new_conversions = await repo.insert_conversions(conn, tenant_id, conversions)
         lookback = policy.options.lookback_window
@@ -158,13 +162,13 @@ class Ingestion:
     ) -> None:
         if not message.anonymous_id or not message.lead_id:
             return
+        lead = repo.lead_key(message.lead_id)
+        await repo.lock_subjects(conn, tenant_id, [lead, repo.anon_key(message.anonymous_id)])
         leads, anons = await self.erasure.blocked(
             conn, tenant_id, {message.lead_id}, {message.anonymous_id}
         )
         if leads or anons:
             return
-        lead = repo.lead_key(message.lead_id)
-        await repo.lock_subjects(conn, tenant_id, [lead, repo.anon_key(message.anonymous_id)])
         moved = await repo.merge_subject(conn, tenant_id, message.anonymous_id, message.lead_id)
         if not moved:
             return
@@ -179,13 +183,13 @@ class Ingestion:
         event_id = message.metadata.event_id
         if not message.lead_id or not event_id:
             return
+        key = repo.lead_key(message.lead_id)
+        await repo.lock_subjects(conn, tenant_id, [key])
         leads, _ = await self.erasure.blocked(conn, tenant_id, {message.lead_id}, set())
         if leads:
             return
         policy = await self._policies(tenant_id)
-        key = repo.lead_key(message.lead_id)
         at = mapping.to_datetime(message.metadata.occurred_at)
-        await repo.lock_subjects(conn, tenant_id, [key])
         inserted = await repo.insert_stage_change(
             conn,
             tenant_id,

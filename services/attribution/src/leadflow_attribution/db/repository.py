@@ -93,16 +93,21 @@ class StoredCredits:
 
 
 async def lock_subjects(conn: asyncpg.Connection, tenant_id: str, keys: Iterable[str]) -> None:
-    """Serialise transactions on the same subjects (until commit), in one global order so
-    that two of them never wait for each other in a cycle."""
-    wanted = sorted({f"{tenant_id}\x1f{key}" for key in keys})
+    """Serialise transactions on the same subjects (until commit). Every transaction takes
+    its locks in one global order, visitors ("anon:") before leads, then by hash, so that two
+    never wait for each other in a cycle: a transaction may lock visitors, read their aliases,
+    and then lock the leads they resolve to (locks it already holds are taken again at once)."""
+    wanted = sorted(set(keys))
     if not wanted:
         return
     await conn.execute(
         "SELECT pg_advisory_xact_lock($1::int, h) FROM"
-        " (SELECT DISTINCT hashtext(k) AS h FROM unnest($2::text[]) AS k ORDER BY 1) AS s",
+        " (SELECT DISTINCT u.lead, hashtext($3 || chr(31) || u.k) AS h"
+        " FROM unnest($2::text[], $4::boolean[]) AS u(k, lead) ORDER BY 1, 2) AS s",
         SUBJECT_LOCK_CLASS,
         wanted,
+        tenant_id,
+        [not key.startswith("anon:") for key in wanted],
     )
 
 
