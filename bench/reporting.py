@@ -430,16 +430,17 @@ async def main() -> None:
                 sorted(per_type.items()),
             )
             replies = retention[2].cohorts  # type: ignore[attr-defined]
+            found = {c: (size, converted) for c, size, converted in cohorts}
             check(
                 "retention cohort sizes and conversions",
                 [(c.size, c.converted_subjects) for c in replies],
-                [(size, converted) for _, size, converted in cohorts],
+                [found.get(c, (0, 0)) for c in range(len(replies))],
             )
             active = {(c, k): n for c, k, n in cells}
             check(
                 "retention cells",
                 [[x.active for x in c.cells] for c in replies],
-                [[active.get((c, k), 0) for k in range(5)] for c, _, _ in cohorts],
+                [[active.get((c, k), 0) for k in range(5)] for c in range(len(replies))],
             )
             step_totals: Counter[int] = Counter()
             for node in paths[2].nodes:  # type: ignore[attr-defined]

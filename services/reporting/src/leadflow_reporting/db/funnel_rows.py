@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import numpy as np
 
-from leadflow_reporting.db.selection import Params, breakdown_sql, selector_sql
+from leadflow_reporting.db.selection import Literals, Params, breakdown_sql, selector_sql
 from leadflow_reporting.domain.funnel import EXCLUSION_BIT, I64, Order, Rows
 from leadflow_reporting.domain.query import FunnelQuery
 
@@ -42,10 +42,9 @@ def to_datetime(us: int) -> datetime:
 def funnel_sql(
     tenant_id: str, query: FunnelQuery, *, with_ids: bool = False
 ) -> tuple[str, list[object]]:
-    p = Params()
-    p.add(tenant_id, "text")
+    p = Literals()
     where = [
-        "tenant_id = $1",
+        f"tenant_id = {p.add(tenant_id, 'text')}",
         "NOT machine",
         f"occurred_at >= {p.add(to_datetime(query.start_us), 'timestamptz')}",
         f"occurred_at < {p.add(to_datetime(query.end_us), 'timestamptz')}",

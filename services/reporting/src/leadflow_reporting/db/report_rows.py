@@ -12,7 +12,7 @@ import asyncpg
 import numpy as np
 
 from leadflow_reporting.db.funnel_rows import PG_EPOCH_US, to_datetime
-from leadflow_reporting.db.selection import Params, selector_sql
+from leadflow_reporting.db.selection import Literals, Params, selector_sql
 from leadflow_reporting.domain.funnel import I64
 from leadflow_reporting.domain.paths import ANCHOR, EXCLUDED, INCLUDED, PAGE_VIEW, PathsQuery
 from leadflow_reporting.domain.query import Selector
@@ -82,7 +82,7 @@ def _any(selectors: Sequence[Selector], p: Params) -> str:
 def paths_sql(tenant_id: str, query: PathsQuery) -> tuple[str, list[object], bool]:
     """Rows of subject, session key, time, path item and, when the query has selectors, the
     ANCHOR / INCLUDED / EXCLUDED flags (the third value says whether they are fetched)."""
-    p = Params()
+    p = Literals()
     where = _base(
         p,
         tenant_id,
@@ -131,7 +131,7 @@ def retention_sql(tenant_id: str, now: datetime, query: RetentionQuery) -> tuple
         query.returning_event,
         query.conversion_event,
     )
-    p = Params()
+    p = Literals()
     where = _base(p, tenant_id, None, now, query.brand_ids)
     conv = selector_sql(conversion, p) if conversion else f"event_type IN {CONVERSION_TYPES}"
     flags = [
@@ -177,7 +177,7 @@ async def valued_conversions(
     brands: Sequence[str],
 ) -> Valued:
     """Conversions with a value: subject, time, units, nanos and currency."""
-    p = Params()
+    p = Literals()
     where = _base(p, tenant_id, None, now, brands)
     where.append(selector_sql(conversion, p) if conversion else f"event_type IN {CONVERSION_TYPES}")
     where.append("value_units IS NOT NULL")

@@ -5,7 +5,10 @@ Column names come only from the fixed EVENT_FIELDS list; every value is a $n par
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from leadflow_reporting.domain.query import (
     EVENT_FIELDS,
@@ -30,6 +33,45 @@ class Params:
     def add(self, value: object, cast: str) -> str:
         self.values.append(value)
         return f"${len(self.values)}::{cast}"
+
+
+class Literals(Params):
+    """Inlines each value as a quoted SQL literal instead of a $n parameter, for COPY
+    queries: asyncpg sends a COPY with parameters only after two extra round trips (a
+    prepare and a query that renders them as text). Strings become E'' literals with
+    backslashes and quotes escaped, so no value can end its literal."""
+
+    def add(self, value: object, cast: str) -> str:
+        if cast.endswith("[]"):
+            assert isinstance(value, list | tuple)
+            element = cast[:-2]
+            items = ", ".join(f"{_literal(v, element)}::{element}" for v in value)
+            return f"(ARRAY[{items}]::{cast})" if items else f"('{{}}'::{cast})"
+        return f"({_literal(value, cast)}::{cast})"
+
+
+def _quote(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("a NUL character cannot reach PostgreSQL")
+    return "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _literal(value: object, cast: str) -> str:
+    if value is None:
+        return "NULL"
+    if cast == "jsonb":
+        return _quote(json.dumps(value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        return repr(value)
+    if isinstance(value, datetime):
+        return _quote(value.isoformat())
+    return _quote(str(value))
 
 
 def _like(value: Scalar) -> str:
