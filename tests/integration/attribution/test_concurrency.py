@@ -120,3 +120,21 @@ async def test_an_erasure_committed_while_an_event_of_the_person_waits_drops_it(
     rows = await pool.fetch("SELECT event_id FROM touchpoints ORDER BY event_id")
     assert [r["event_id"] for r in rows] == ["k-t1"]
     assert await pool.fetchval("SELECT count(*) FROM conversions") == 0
+
+
+async def test_a_replica_whose_first_transaction_rolled_back_hashes_with_the_committed_key(
+    pool,
+):
+    """Replica A's first look at the tenant's erasure key happens in a transaction that
+    rolls back; replica B then creates the key and erases a lead. A must recognise the
+    erasure (it would not if it had kept the key that vanished with its rollback)."""
+    a, b = Erasure(), Erasure()
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        assert await a.blocked(conn, TENANT, {"lead-l"}, set()) == (set(), set())
+        await tx.rollback()
+    async with pool.acquire() as conn, conn.transaction():
+        await b.erase(conn, TENANT, ["lead-l"], [])
+    async with pool.acquire() as conn:
+        assert await a.blocked(conn, TENANT, {"lead-l", "lead-k"}, set()) == ({"lead-l"}, set())

@@ -25,7 +25,9 @@ class Erasure:
     async def _secret(self, conn: asyncpg.Connection, tenant_id: str) -> bytes:
         secret = self._secrets.get(tenant_id)
         if secret is None:
-            secret = self._secrets[tenant_id] = await repo.tenant_secret(conn, tenant_id)
+            secret, committed = await repo.tenant_secret(conn, tenant_id)
+            if committed:  # one this transaction created could vanish with a rollback
+                self._secrets[tenant_id] = secret
         return secret
 
     @staticmethod

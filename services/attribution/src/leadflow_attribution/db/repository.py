@@ -111,17 +111,23 @@ async def lock_subjects(conn: asyncpg.Connection, tenant_id: str, keys: Iterable
     )
 
 
-async def tenant_secret(conn: asyncpg.Connection, tenant_id: str) -> bytes:
-    """The tenant's key for hashing erased identifiers (created on first use)."""
+async def tenant_secret(conn: asyncpg.Connection, tenant_id: str) -> tuple[bytes, bool]:
+    """The tenant's key for hashing erased identifiers (created on first use), and whether
+    it was committed before this transaction (False: this transaction created it and may
+    still roll back, so it must not outlive the transaction in a cache)."""
     await conn.execute(
         "INSERT INTO tenant_secrets (tenant_id, secret) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         tenant_id,
         secrets.token_bytes(32),
     )
-    secret = await conn.fetchval(
-        "SELECT secret FROM tenant_secrets WHERE tenant_id = $1", tenant_id
+    row = await conn.fetchrow(
+        "SELECT secret, xmin::text IS DISTINCT FROM"
+        " (pg_current_xact_id_if_assigned()::text::bigint % 4294967296)::text AS committed"
+        " FROM tenant_secrets WHERE tenant_id = $1",
+        tenant_id,
     )
-    return bytes(secret)
+    assert row is not None
+    return bytes(row["secret"]), bool(row["committed"])
 
 
 async def erased_among(
