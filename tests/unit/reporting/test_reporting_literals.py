@@ -44,9 +44,7 @@ def test_arrays_numbers_times_and_json() -> None:
     assert p.add(datetime(2025, 3, 1, tzinfo=UTC), "timestamptz") == (
         "(E'2025-03-01T00:00:00+00:00'::timestamptz)"
     )
-    assert p.add(["pro", None], "jsonb[]") == (
-        """(ARRAY[E'"pro"'::jsonb, NULL::jsonb]::jsonb[])"""
-    )
+    assert p.add(["pro", None], "jsonb[]") == ("""(ARRAY[E'"pro"'::jsonb, NULL::jsonb]::jsonb[])""")
     with pytest.raises(ValueError):
         p.add("a\x00b", "text")
     with pytest.raises(ValueError):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leadflow_reporting.domain.funnel import I64
+from leadflow_reporting.domain.keys import distinct, distinct_counts
 from leadflow_reporting.domain.query import Selector
 
 # Flags of a fetched row.
@@ -25,7 +26,6 @@ EXCLUDED = 4  # matches an exclude selector
 PAGE_VIEW = 8
 # The item code of the merged rarer items of a step (items are 32-bit: never equal to it).
 OTHER = -(2**31)
-_ITEM_BIAS = 2**31  # item + bias: 0..2^32, packed below a step or subject in one int64
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -137,12 +137,12 @@ def page_figures(
     that started in the range)."""
     views_mask = ((rows.flags & PAGE_VIEW) > 0) & (rows.time >= start_us) & (rows.time < end_us)
     views_mask &= rows.item > 0
-    pages, views = np.unique(rows.item[views_mask], return_counts=True)
+    pages, page_index, views = distinct_counts(rows.item[views_mask])
     if not len(pages):
         return []
-    # Page ids and subject ids are positive 32-bit integers: one pair in one int64.
-    pairs = np.unique((rows.item[views_mask] << 31) | rows.subject[views_mask])
-    viewer_pages, viewers = np.unique(pairs >> 31, return_counts=True)
+    pairs = distinct(page_index * (int(rows.subject.max()) + 1) + rows.subject[views_mask])
+    viewer_index, _, viewers = distinct_counts(pairs // (int(rows.subject.max()) + 1))
+    viewer_pages = pages[viewer_index]
     unique = dict(zip(viewer_pages.tolist(), viewers.tolist(), strict=True))
     chosen = np.lexsort((pages, -views))[:top]
     pv = (sessions.flags & PAGE_VIEW) > 0
@@ -242,23 +242,25 @@ def path_graph(
     length = np.repeat(lengths, lengths)
     within = step <= depth
     g, item, t, step, length = g[within], item[within], t[within], step[within], length[within]
-    # Keep each step's top items; merge the rest.
+    # Keep each step's top items; merge the rest (as one code below every item, so that the
+    # codes stay a small dense range; OTHER in the answer).
+    merged = int(item.min()) - 1
     for k in range(depth + 1):
         at_k = step == k
         if not at_k.any():
             continue
-        found, counts = np.unique(item[at_k], return_counts=True)
+        found, _, counts = distinct_counts(item[at_k])
         if len(found) > top_n:
             ties = rank(found) if rank is not None else found
             kept = found[np.lexsort((ties, -counts))[:top_n]]
-            item[at_k & ~np.isin(item, kept)] = OTHER
+            item[at_k & ~np.isin(item, kept)] = merged
     sign = -1 if previous else 1
     nodes: list[Node] = []
-    keys, inverse, counts = np.unique(
-        (step << 32) | (item + _ITEM_BIAS), return_inverse=True, return_counts=True
-    )
-    found_steps, found_items = keys >> 32, (keys & 0xFFFFFFFF) - _ITEM_BIAS
-    inverse = inverse.reshape(-1)
+    # Nodes: (step, item) pairs, items numbered densely first.
+    items, item_index, _ = distinct_counts(item)
+    keys, inverse, counts = distinct_counts(step * len(items) + item_index)
+    found_steps, found_items = keys // len(items), items[keys % len(items)]
+    found_items = np.where(found_items == merged, OTHER, found_items)
     ends = np.bincount(inverse, weights=(length == step + 1), minlength=len(counts))
     for j in range(len(counts)):
         nodes.append(
@@ -272,12 +274,9 @@ def path_graph(
         a, b = nxt, nxt + 1
         gaps = np.abs(t[b] - t[a])
         width = len(counts)
-        pairs, e_inv, e_counts = np.unique(
-            inverse[a] * width + inverse[b], return_inverse=True, return_counts=True
-        )
+        pairs, e_inv, e_counts = distinct_counts(inverse[a] * width + inverse[b])
         e_step = found_steps[pairs // width]
         e_from, e_to = found_items[pairs // width], found_items[pairs % width]
-        e_inv = e_inv.reshape(-1)
         by_edge = np.argsort(e_inv, kind="stable")
         splits = np.cumsum(e_counts)[:-1]
         for j, members in enumerate(np.split(by_edge, splits)):

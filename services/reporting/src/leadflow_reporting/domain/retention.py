@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from leadflow_reporting.domain.funnel import I64
+from leadflow_reporting.domain.keys import distinct
 from leadflow_reporting.domain.query import Selector
 
 COHORT = 1
@@ -168,7 +169,8 @@ def table(
     """The table from every fetched event (all history of the cohort event, returning and
     conversion events up to now). bounds: cohort starts, then later period starts (at least
     cohort_count + periods + 1). Subjects and periods are keyed together as
-    subject << 20 | period."""
+    subject * len(bounds) + period."""
+    span = len(bounds)
     index = np.searchsorted(bounds, time_us, side="right") - 1
     index = np.where(time_us < now_us, index, -2)
     is_cohort = (flags & COHORT) > 0
@@ -178,13 +180,13 @@ def table(
     first_period = np.where(first_time < now_us, first_period, -2)
     if recurring:
         m = is_cohort & (index >= 0) & (index < cohort_count)
-        members = np.unique((subject[m] << 20) | index[m])
+        members = distinct(subject[m] * span + index[m])
     else:
         inside = (first_period >= 0) & (first_period < cohort_count)
-        members = (first_subject[inside] << 20) | first_period[inside]
-    m_cohort = members & ((1 << 20) - 1)
+        members = first_subject[inside] * span + first_period[inside]
+    m_cohort = members % span
     ret = ((flags & RETURNING) > 0) & (index >= 0)
-    returned = np.unique((subject[ret] << 20) | index[ret])
+    returned = distinct(subject[ret] * span + index[ret])
     sizes = np.bincount(m_cohort, minlength=cohort_count)
     active = np.zeros((cohort_count, periods + 1), dtype=np.int64)
     for k in range(periods + 1):
@@ -193,7 +195,7 @@ def table(
         active[:, 0] = sizes
     # Conversions from the cohort start to the end of the last period shown.
     conv = ((flags & CONVERSION) > 0) & (index >= 0)
-    converted_pairs = np.unique((subject[conv] << 20) | index[conv])
+    converted_pairs = distinct(subject[conv] * span + index[conv])
     converted = np.zeros(len(members), dtype=bool)
     for k in range(periods + 1):
         converted |= _member(converted_pairs, members + k)
@@ -218,7 +220,7 @@ def table(
         total = sum(int(sizes[c]) for c in done)
         average.append(sum(int(active[c, k]) for c in done) / total if total else 0.0)
     # First-time versus recurring: by the period of the subject's first cohort event.
-    returned_subject, returned_period = returned >> 20, returned & ((1 << 20) - 1)
+    returned_subject, returned_period = returned // span, returned % span
     never = cohort_count + periods + 2  # subjects without a cohort event: neither kind
     pos = np.minimum(
         np.searchsorted(first_subject, returned_subject), max(len(first_subject) - 1, 0)
@@ -255,7 +257,7 @@ def _revenue(
     for k in range(periods + 1):
         cohort = period - k
         ok = (cohort >= 0) & (cohort < cohort_count)
-        ok[ok] = _member(members, (subject[ok] << 20) | cohort[ok])
+        ok[ok] = _member(members, subject[ok] * len(bounds) + cohort[ok])
         np.add.at(units, (cohort[ok], cur[ok]), u[ok])
         np.add.at(nanos, (cohort[ok], cur[ok]), n[ok])
     out: list[dict[str, Decimal]] = []
