@@ -5,14 +5,13 @@ kept only as keyed hashes so that input still in flight never brings them back."
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Iterable
 
 import asyncpg
 
 from leadflow_attribution.db import repository as repo
 from leadflow_attribution.events.published import message_id
+from leadflow_platform.erased import ErasedIdentifiers
 from leadflow_platform.logging import get_logger
 
 log = get_logger(__name__)
@@ -20,19 +19,7 @@ log = get_logger(__name__)
 
 class Erasure:
     def __init__(self) -> None:
-        self._secrets: dict[str, bytes] = {}
-
-    async def _secret(self, conn: asyncpg.Connection, tenant_id: str) -> bytes:
-        secret = self._secrets.get(tenant_id)
-        if secret is None:
-            secret, committed = await repo.tenant_secret(conn, tenant_id)
-            if committed:  # one this transaction created could vanish with a rollback
-                self._secrets[tenant_id] = secret
-        return secret
-
-    @staticmethod
-    def _hash(secret: bytes, key: str) -> bytes:
-        return hmac.new(secret, key.encode(), hashlib.sha256).digest()
+        self._erased = ErasedIdentifiers()
 
     async def blocked(
         self,
@@ -42,13 +29,10 @@ class Erasure:
         anonymous_ids: Iterable[str],
     ) -> tuple[set[str], set[str]]:
         """The given ids that were erased: (lead ids, anonymous ids)."""
-        secret = await self._secret(conn, tenant_id)
-        keys = {self._hash(secret, repo.lead_key(i)): ("lead", i) for i in lead_ids if i}
-        keys.update({self._hash(secret, repo.anon_key(i)): ("anon", i) for i in anonymous_ids if i})
-        found = await repo.erased_among(conn, tenant_id, list(keys))
-        leads = {keys[h][1] for h in found if keys[h][0] == "lead"}
-        anons = {keys[h][1] for h in found if keys[h][0] == "anon"}
-        return leads, anons
+        leads = {repo.lead_key(i): i for i in lead_ids if i}
+        anons = {repo.anon_key(i): i for i in anonymous_ids if i}
+        found = await self._erased.erased(conn, tenant_id, [*leads, *anons])
+        return {leads[k] for k in found if k in leads}, {anons[k] for k in found if k in anons}
 
     async def erase(
         self,
@@ -67,12 +51,8 @@ class Erasure:
             tenant_id,
             [repo.lead_key(i) for i in leads] + [repo.anon_key(i) for i in anons],
         )
-        secret = await self._secret(conn, tenant_id)
-        await repo.block_identifiers(
-            conn,
-            tenant_id,
-            [self._hash(secret, repo.lead_key(i)) for i in sorted(leads)]
-            + [self._hash(secret, repo.anon_key(i)) for i in sorted(anons)],
+        await self._erased.remember(
+            conn, tenant_id, [repo.lead_key(i) for i in leads] + [repo.anon_key(i) for i in anons]
         )
         counts, gone = await repo.delete_person(conn, tenant_id, sorted(leads), sorted(anons))
         counts["outbox"] = await repo.delete_outbox_messages(

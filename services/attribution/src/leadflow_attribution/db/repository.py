@@ -3,7 +3,6 @@ transaction), filters by tenant, and works set-based: one statement per batch.""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -108,50 +107,6 @@ async def lock_subjects(conn: asyncpg.Connection, tenant_id: str, keys: Iterable
         wanted,
         tenant_id,
         [not key.startswith("anon:") for key in wanted],
-    )
-
-
-async def tenant_secret(conn: asyncpg.Connection, tenant_id: str) -> tuple[bytes, bool]:
-    """The tenant's key for hashing erased identifiers (created on first use), and whether
-    it was committed before this transaction (False: this transaction created it and may
-    still roll back, so it must not outlive the transaction in a cache)."""
-    await conn.execute(
-        "INSERT INTO tenant_secrets (tenant_id, secret) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        tenant_id,
-        secrets.token_bytes(32),
-    )
-    row = await conn.fetchrow(
-        "SELECT secret, xmin::text IS DISTINCT FROM"
-        " (pg_current_xact_id_if_assigned()::text::bigint % 4294967296)::text AS committed"
-        " FROM tenant_secrets WHERE tenant_id = $1",
-        tenant_id,
-    )
-    assert row is not None
-    return bytes(row["secret"]), bool(row["committed"])
-
-
-async def erased_among(
-    conn: asyncpg.Connection, tenant_id: str, hashes: Sequence[bytes]
-) -> set[bytes]:
-    if not hashes:
-        return set()
-    rows = await conn.fetch(
-        "SELECT identifier_hash FROM erased_identifiers"
-        " WHERE tenant_id = $1 AND identifier_hash = ANY($2::bytea[])",
-        tenant_id,
-        list(hashes),
-    )
-    return {bytes(r["identifier_hash"]) for r in rows}
-
-
-async def block_identifiers(
-    conn: asyncpg.Connection, tenant_id: str, hashes: Sequence[bytes]
-) -> None:
-    await conn.execute(
-        "INSERT INTO erased_identifiers (tenant_id, identifier_hash)"
-        " SELECT $1, h FROM unnest($2::bytea[]) AS h ON CONFLICT DO NOTHING",
-        tenant_id,
-        list(hashes),
     )
 
 

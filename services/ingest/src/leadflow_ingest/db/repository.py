@@ -3,7 +3,6 @@ transaction) and works set-based: one statement per batch, never one per event."
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,20 +63,6 @@ async def leads_of(
         list(anonymous_ids),
     )
     return {r["anonymous_id"]: r["lead_id"] for r in rows}
-
-
-async def erased_among(
-    conn: asyncpg.Connection, tenant_id: str, hashes: Sequence[bytes]
-) -> set[bytes]:
-    if not hashes:
-        return set()
-    rows = await conn.fetch(
-        "SELECT identifier_hash FROM erased_identifiers"
-        " WHERE tenant_id = $1 AND identifier_hash = ANY($2::bytea[])",
-        tenant_id,
-        list(hashes),
-    )
-    return {bytes(r["identifier_hash"]) for r in rows}
 
 
 async def consent_states(
@@ -244,19 +229,6 @@ async def save_sessions(
         [s.page_views for s, _ in sessions],
         [not s.generated for s, _ in sessions],
     )
-
-
-async def tenant_secret(conn: asyncpg.Connection, tenant_id: str) -> bytes:
-    """The tenant's key for keyed hashes, created on first use (racing creators agree)."""
-    await conn.execute(
-        "INSERT INTO tenant_secrets (tenant_id, secret) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        tenant_id,
-        secrets.token_bytes(32),
-    )
-    secret = await conn.fetchval(
-        "SELECT secret FROM tenant_secrets WHERE tenant_id = $1", tenant_id
-    )
-    return bytes(secret)
 
 
 # Profiles and aliases --------------------------------------------------------------------
