@@ -13,6 +13,7 @@ from leadflow_reporting.api.validation import EVENT_TYPE_NAMES
 from leadflow_reporting.db import report_rows
 from leadflow_reporting.db import repository as repo
 from leadflow_reporting.domain.funnel import I64
+from leadflow_reporting.domain.keys import distinct
 from leadflow_reporting.domain.paths import (
     OTHER,
     PageFigures,
@@ -65,7 +66,7 @@ class Paths:
                 cols["flags"][idx],
             )
             started = in_range_sessions(rows, query.start_us, query.end_us)
-            items = np.unique(started.item)
+            items = distinct(started.item)
             names = await _names(conn, tenant_id, items.tolist())
         # Among equal counts, items rank by name.
         by_name = np.argsort(np.argsort(np.asarray([names[i] for i in items.tolist()])))

@@ -61,8 +61,11 @@ def order(subject: I64, session_key: I64, time: I64) -> tuple[I64, I64]:
     both (two stable sorts instead of a three-key sort), and a subject change inside a group
     still starts a new session."""
     mixed = (session_key.view(np.uint64) ^ (subject.astype(np.uint64) * _MIX)).view(np.int64)
-    by_time = np.argsort(time, kind="stable")
-    idx = by_time[np.argsort(mixed[by_time], kind="stable")]
+    if len(time) < 2 or bool((time[1:] >= time[:-1]).all()):
+        idx = np.argsort(mixed, kind="stable")  # rows came in time order (the index's)
+    else:
+        by_time = np.argsort(time, kind="stable")
+        idx = by_time[np.argsort(mixed[by_time], kind="stable")]
     m, s = mixed[idx], subject[idx]
     new = np.ones(len(idx), dtype=bool)
     new[1:] = (m[1:] != m[:-1]) | (s[1:] != s[:-1])
