@@ -23,10 +23,12 @@
    attempt; real time: counts per hour and type, conversions and endpoint quantiles;
    retention: first-seen week per subject joined with active weeks; paths: per session the
    events in time order with repeats collapsed, counted per step and item, and session
-   durations), median of 5 runs. The funnel's step counts, the real-time totals, the
-   retention cohort sizes and the per-step path totals must be equal.
-Prints `BENCH reporting_funnel <p50 ms> ms baseline=<DuckDB ms> ratio=<leadflow / DuckDB>` and
-`BENCH reporting_{realtime,retention,paths}_p99 <p99 ms> ms baseline=<DuckDB ms> ratio=...`.
+   durations). Each round calls leadflow, then runs the DuckDB question, so both are measured
+   under the same moments of a shared machine's load. The funnel's step counts, the real-time
+   totals, the retention cohorts and cells and the per-step path totals must be equal.
+Prints `BENCH reporting_funnel <p50 ms> ms baseline=<DuckDB p50 ms> ratio=<leadflow / DuckDB>`
+and `BENCH reporting_{realtime,retention,paths}_p99 <p99 ms> ms baseline=<DuckDB p99 ms>
+ratio=...`.
 Target: every query under 1 s; the funnel within 3x of DuckDB.
 """
 
@@ -34,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -327,31 +329,54 @@ def parquet(d: Data, folder: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def duckdb_timed(con: duckdb.DuckDBPyConnection, name: str, sqls: list[str]) -> tuple[float, list]:
-    """Median ms of 5 runs of all the statements, and the last answers."""
-    times: list[float] = []
-    answers: list = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        answers = [con.execute(sql).fetchall() for sql in sqls]
-        times.append((time.perf_counter() - t0) * 1000)
-    log(f"duckdb {name}: {', '.join(f'{t:.0f}' for t in times)} ms")
-    return statistics.median(times), answers
+@dataclass
+class Timing:
+    """One report, leadflow and DuckDB measured alternately (the same moments of a shared
+    machine's load): p50 / p99 ms of each, and the last answers."""
+
+    p50: float
+    p99: float
+    reply: Any
+    duck_p50: float
+    duck_p99: float
+    answers: list
 
 
-async def timed(name: str, call, request, metadata) -> tuple[float, float, object]:
-    """p50 and p99 ms of RUNS calls after a warm-up, and the last reply."""
+async def timed(
+    name: str, call, request, metadata, con: duckdb.DuckDBPyConnection, sqls: list[str]
+) -> Timing:
+    """RUNS rounds after a warm-up of each; a round is one gRPC call, then the same question
+    answered by DuckDB (all of `sqls`)."""
     reply = await call(request, metadata=metadata)
-    times = []
+    answers = [con.execute(sql).fetchall() for sql in sqls]
+    ours: list[float] = []
+    theirs: list[float] = []
     for i in range(RUNS):
         t0 = time.perf_counter()
         reply = await call(request, metadata=metadata)
-        times.append((time.perf_counter() - t0) * 1000)
+        t1 = time.perf_counter()
+        answers = [con.execute(sql).fetchall() for sql in sqls]
+        t2 = time.perf_counter()
+        ours.append((t1 - t0) * 1000)
+        theirs.append((t2 - t1) * 1000)
         if i % 5 == 4:
-            log(f"[{name}] {i + 1}/{RUNS} runs, last {times[-1]:.0f} ms")
-    p50, p99 = float(np.percentile(times, 50)), float(np.percentile(times, 99))
-    log(f"leadflow {name}: p50 {p50:.0f} ms, p99 {p99:.0f} ms ({os.getloadavg()[0]:.1f} load)")
-    return p50, p99, reply
+            log(
+                f"[{name}] {i + 1}/{RUNS} rounds, last {ours[-1]:.0f} ms,"
+                f" DuckDB {theirs[-1]:.0f} ms"
+            )
+    t = Timing(
+        float(np.percentile(ours, 50)),
+        float(np.percentile(ours, 99)),
+        reply,
+        float(np.percentile(theirs, 50)),
+        float(np.percentile(theirs, 99)),
+        answers,
+    )
+    log(
+        f"{name}: leadflow p50 {t.p50:.0f} ms, p99 {t.p99:.0f} ms; DuckDB p50 {t.duck_p50:.0f} ms,"
+        f" p99 {t.duck_p99:.0f} ms (load {os.getloadavg()[0]:.1f})"
+    )
+    return t
 
 
 def check(name: str, ours: object, theirs: object, tolerance: float = 0.0) -> None:
@@ -394,28 +419,34 @@ async def main() -> None:
             rate = EVENTS / seconds
             log(f"loaded through the consumer's handler in {seconds:.1f} s ({rate:,.0f} events/s)")
             metadata = (("authorization", f"Bearer {key}"),)
-            async with open_channel(f"127.0.0.1:{runtime.port}") as channel:
-                stub = reporting_service_pb2_grpc.ReportingServiceStub(channel)
-                funnel = await timed("RunFunnel", stub.RunFunnel, funnel_request(), metadata)
-                realtime = await timed(
-                    "GetRealTime", stub.GetRealTime, realtime_request(), metadata
-                )
-                retention = await timed(
-                    "GetRetention", stub.GetRetention, retention_request(), metadata
-                )
-                paths = await timed("GetPaths", stub.GetPaths, paths_request(), metadata)
             con = parquet(data, Path(tmp))
             codes = [code(t) for t in STEPS]
             funnel_sql = DUCK_SQL.format(
                 a=codes[0], b=codes[1], c=codes[2], d=codes[3], w=WINDOW_DAYS * 86400
             )
-            duck_funnel, (funnel_answer,) = duckdb_timed(con, "funnel", [funnel_sql])
-            duck_realtime, realtime_answer = duckdb_timed(con, "real time", DUCK_REALTIME)
-            duck_retention, (cohorts, cells) = duckdb_timed(con, "retention", DUCK_RETENTION)
-            duck_paths, paths_answer = duckdb_timed(con, "paths", DUCK_PATHS)
+            async with open_channel(f"127.0.0.1:{runtime.port}") as channel:
+                stub = reporting_service_pb2_grpc.ReportingServiceStub(channel)
+                funnel = await timed(
+                    "RunFunnel", stub.RunFunnel, funnel_request(), metadata, con, [funnel_sql]
+                )
+                realtime = await timed(
+                    "GetRealTime", stub.GetRealTime, realtime_request(), metadata, con,
+                    DUCK_REALTIME,
+                )  # fmt: skip
+                retention = await timed(
+                    "GetRetention", stub.GetRetention, retention_request(), metadata, con,
+                    DUCK_RETENTION,
+                )  # fmt: skip
+                paths = await timed(
+                    "GetPaths", stub.GetPaths, paths_request(), metadata, con, DUCK_PATHS
+                )
+            (funnel_answer,) = funnel.answers
+            realtime_answer = realtime.answers
+            cohorts, cells = retention.answers
+            paths_answer = paths.answers
             check(
                 "funnel step counts",
-                [x.count for x in funnel[2].overall.steps],  # type: ignore[attr-defined]
+                [x.count for x in funnel.reply.overall.steps],
                 list(funnel_answer[0]),
             )
             per_type: Counter[int] = Counter()
@@ -425,11 +456,11 @@ async def main() -> None:
                 "real-time totals per type",
                 sorted(
                     (code(event_type_pb2.EventType.Name(x.event_type)[11:].lower()), x.total)
-                    for x in realtime[2].series  # type: ignore[attr-defined]
+                    for x in realtime.reply.series
                 ),
                 sorted(per_type.items()),
             )
-            replies = retention[2].cohorts  # type: ignore[attr-defined]
+            replies = retention.reply.cohorts
             found = {c: (size, converted) for c, size, converted in cohorts}
             check(
                 "retention cohort sizes and conversions",
@@ -443,7 +474,7 @@ async def main() -> None:
                 [[active.get((c, k), 0) for k in range(5)] for c in range(len(replies))],
             )
             step_totals: Counter[int] = Counter()
-            for node in paths[2].nodes:  # type: ignore[attr-defined]
+            for node in paths.reply.nodes:
                 step_totals[node.step] += node.count
             # Events of one session in the same second may be ordered either way.
             check(
@@ -454,20 +485,22 @@ async def main() -> None:
             )
             load1, load5, load15 = os.getloadavg()
             print(f"load average {load1:.2f} {load5:.2f} {load15:.2f}", flush=True)
-            for name, (p50, p99, _) in (
+            for name, t in (
                 ("funnel", funnel),
                 ("realtime", realtime),
                 ("retention", retention),
                 ("paths", paths),
             ):
-                print(f"{name}: p50 {p50:.0f} ms, p99 {p99:.0f} ms (target < 1000 ms)", flush=True)
-            bench_line("reporting_funnel", funnel[0], "ms", duck_funnel, funnel[0] / duck_funnel)
-            for name, (_, p99, _), baseline in (
-                ("realtime", realtime, duck_realtime),
-                ("retention", retention, duck_retention),
-                ("paths", paths, duck_paths),
-            ):
-                bench_line(f"reporting_{name}_p99", p99, "ms", baseline, p99 / baseline)
+                print(
+                    f"{name}: p50 {t.p50:.0f} ms, p99 {t.p99:.0f} ms (target < 1000 ms);"
+                    f" DuckDB p50 {t.duck_p50:.0f} ms, p99 {t.duck_p99:.0f} ms",
+                    flush=True,
+                )
+            bench_line(
+                "reporting_funnel", funnel.p50, "ms", funnel.duck_p50, funnel.p50 / funnel.duck_p50
+            )
+            for name, t in (("realtime", realtime), ("retention", retention), ("paths", paths)):
+                bench_line(f"reporting_{name}_p99", t.p99, "ms", t.duck_p99, t.p99 / t.duck_p99)
         finally:
             runtime.request_stop()
             await asyncio.wait_for(task, 30)
