@@ -14,17 +14,24 @@ fields and which container keys it reads, so a decision builds one small context
 rules (snapshot.py explains the costs). The rewrite works on CEL tokens, never inside string
 literals.
 
-Conjuncts of a top-level `&&` that compare a string field of the lead or the trigger with
-string literals (`lead.home_brand_id == "modumind"`, `trigger != "manual"`,
-`lead.temperature in ["warm", "hot"]`) become `guards`, checked in Python before the program
-runs: in CEL `false && x` is false whatever `x` gives (an error included), so a failed guard
-means "not matched" exactly, and most rules of a large configuration fail one.
+Conjuncts of a top-level `&&` that compare one fact with a literal become `guards`, decided
+in Python before any CEL runs: a string field of the lead or the trigger with strings
+(`lead.home_brand_id == "modumind"`, `trigger != "manual"`, `lead.temperature in ["warm",
+"hot"]`), a score, an event count or a trait with a number (`lead.score.total >= 40`), a
+consent or a trait with a bool (`lead.consents.portfolio_sharing`), `has(lead.traits.x)`, a
+trait with strings. In CEL `false && x` is false whatever `x` gives (an error included), so a
+failed guard means "not matched" exactly, and most rules of a large configuration fail one;
+a condition that is nothing but guards holds when they all do. A guard answers only where
+Python and CEL agree by construction (a value of the literal's type, no NaN, integers within
+2^53); otherwise it leaves the rule to CEL.
 """
 
 from __future__ import annotations
 
+import math
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -269,8 +276,69 @@ GUARD_FIELDS: tuple[str, ...] = (
 )
 """String-valued names a guard can test (always present in a context: never a CEL error)."""
 
-Guard = tuple[str, frozenset[str], bool]
-"""(name in GUARD_FIELDS, literals, negated): holds when (value in literals) != negated."""
+Fact = tuple[str, str]
+"""What a guard reads: (a GUARD_FIELDS name, "") or (a container field, a key of it)."""
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+_NO_SCORE = LeadScore()
+"""A container key the lead's CEL form does not hold (an absent trait, a custom count)."""
+
+_EXACT = 2**53
+"""Integers up to this compare with doubles exactly, in Python as in CEL."""
+
+_COMPARE: Mapping[str, Any] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_FLIPPED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """A conjunct of the condition's top-level `&&` chain that Python decides: `kind` "str"
+    (`fact in operand`, a frozenset of strings, or `not in` when `negated`), "num" (`fact op
+    operand`, an int or double), "bool" (`fact op operand`, == or != a bool) or "has"
+    (the key is present)."""
+
+    fact: Fact
+    kind: str
+    op: str
+    operand: Any
+    negated: bool = False
+
+    def decide(self, value: Any) -> bool | None:
+        """The conjunct's CEL value on the fact's value, or None when only CEL can tell: an
+        absent key (CEL errors), a value of another type than the literal's (CEL may error
+        or compare across types), a NaN (CEL errors on ordering), an integer too large to
+        compare with a double exactly."""
+        kind = self.kind
+        if value is MISSING:
+            return False if kind == "has" else None
+        if kind == "has":
+            return True
+        cls = type(value)
+        if kind == "str":
+            return (value in self.operand) is not self.negated if cls is str else None
+        if kind == "bool":
+            return _COMPARE[self.op](value, self.operand) if cls is bool else None
+        if cls is float:
+            if value != value:
+                return None
+        elif cls is not int or not -_EXACT <= value <= _EXACT:
+            return None
+        return bool(_COMPARE[self.op](value, self.operand))
 
 
 def _conjuncts(tokens: list[_Token]) -> list[list[_Token]]:
@@ -291,33 +359,76 @@ def _conjuncts(tokens: list[_Token]) -> list[list[_Token]]:
     return out
 
 
-def _guard_name(tokens: list[_Token]) -> str | None:
+def _fact(tokens: list[_Token]) -> Fact | None:
+    """The fact a whole operand reads: `trigger`, `lead.<string field>`,
+    `lead.<container>.<key>` or `lead.<container>["<key>"]`."""
     texts = [t.text for t in tokens]
     if len(texts) == 1 and texts[0] in ("trigger", "trigger_detail"):
-        return texts[0]
-    if len(texts) == 3 and texts[:2] == ["lead", "."] and texts[2] in GUARD_FIELDS[:6]:
-        return texts[2]
-    return None
+        return texts[0], ""
+    if len(texts) < 3 or texts[:2] != ["lead", "."]:
+        return None
+    name = texts[2]
+    if len(texts) == 3:
+        return (name, "") if name in GUARD_FIELDS[:6] else None
+    if name not in CONTAINER_FIELDS:
+        return None
+    if len(texts) == 5 and texts[3] == "." and tokens[4].kind == "ident":
+        key: str | None = texts[4]
+    elif len(texts) == 6 and texts[3] == "[" and tokens[4].kind == "string" and texts[5] == "]":
+        key = _string_value(texts[4])
+    else:
+        return None
+    if key is None or (name in _FIXED_KEYS and key not in _FIXED_KEYS[name]):
+        return None
+    return name, key
+
+
+def _literal(tokens: list[_Token]) -> tuple[str, Any] | None:
+    """(kind, value) of a plain string, number (a leading `-` allowed) or bool literal."""
+    if len(tokens) == 1 and tokens[0].kind == "string":
+        value = _string_value(tokens[0].text)
+        return None if value is None else ("str", value)
+    if len(tokens) == 1 and tokens[0].text in ("true", "false"):
+        return "bool", tokens[0].text == "true"
+    sign = 1
+    if len(tokens) == 2 and tokens[0].text == "-":
+        sign, tokens = -1, tokens[1:]
+    if len(tokens) != 1 or tokens[0].kind != "number":
+        return None
+    text = tokens[0].text
+    if text[-1] in "uU":  # unsigned: left to CEL
+        return None
+    number: float | int
+    if text[:2] in ("0x", "0X"):
+        number = int(text, 16)
+    elif any(c in text for c in ".eE"):
+        number = float(text)
+        if not math.isfinite(number):
+            return None
+    else:
+        number = int(text)
+    if isinstance(number, int) and not -_EXACT <= number <= _EXACT:
+        return None
+    return "num", sign * number
 
 
 def _guard(tokens: list[_Token]) -> Guard | None:
     """The guard a conjunct is, if it is one."""
-    for i, tok in enumerate(tokens):
-        if tok.text in ("==", "!="):
-            left, right = tokens[:i], tokens[i + 1 :]
-            if len(left) == 1 and left[0].kind == "string":  # "literal" == name
-                left, right = right, left
-            name = _guard_name(left)
-            if name is None or len(right) != 1 or right[0].kind != "string":
-                return None
-            value = _string_value(right[0].text)
-            if value is None:
-                return None
-            return name, frozenset({value}), tok.text == "!="
-        if tok.text == "in":
-            name = _guard_name(tokens[:i])
+    texts = [t.text for t in tokens]
+    if len(texts) > 3 and texts[:2] == ["has", "("] and texts[-1] == ")":
+        fact = _fact(tokens[2:-1])
+        return None if fact is None or not fact[1] else Guard(fact, "has", "has", None)
+    fact = _fact(tokens)
+    if fact is not None:  # a bool read alone
+        return Guard(fact, "bool", "==", True) if fact[1] else None
+    if texts[:1] == ["!"]:
+        fact = _fact(tokens[1:])
+        return Guard(fact, "bool", "==", False) if fact is not None and fact[1] else None
+    for i, text in enumerate(texts):
+        if text == "in":
+            fact = _fact(tokens[:i])
             items = tokens[i + 1 :]
-            if name is None or len(items) < 3 or items[0].text != "[" or items[-1].text != "]":
+            if fact is None or len(items) < 3 or items[0].text != "[" or items[-1].text != "]":
                 return None
             values: set[str] = set()
             for j, item in enumerate(items[1:-1]):
@@ -329,27 +440,76 @@ def _guard(tokens: list[_Token]) -> Guard | None:
                 if value is None:
                     return None
                 values.add(value)
-            return name, frozenset(values), False
+            return Guard(fact, "str", "in", frozenset(values))
+        if text in _COMPARE:
+            left, right = tokens[:i], tokens[i + 1 :]
+            op = text
+            fact = _fact(left)
+            if fact is None:  # literal op name
+                left, right, op = right, left, _FLIPPED[text]
+                fact = _fact(left)
+            literal = _literal(right)
+            if fact is None or literal is None:
+                return None
+            kind, value = literal
+            if not fact[1] and kind != "str":  # the string fields are never anything else
+                return None
+            if kind != "num" and op not in ("==", "!="):
+                return None
+            if kind == "str":
+                return Guard(fact, "str", "in", frozenset({value}), negated=op == "!=")
+            return Guard(fact, kind, op, value)
     return None
 
 
-def guard_values(snapshot: LeadSnapshot, trigger: str, trigger_detail: str) -> dict[str, str]:
-    """The values guards test, as CEL sees them (enums by their short names)."""
-    return {
-        "lead_id": snapshot.lead_id,
-        "home_brand_id": snapshot.home_brand_id,
-        "segment": snapshot.segment.short_name,
-        "grade": snapshot.grade.short_name,
-        "temperature": snapshot.temperature.short_name,
-        "stage": snapshot.stage.short_name,
-        "trigger": trigger,
-        "trigger_detail": trigger_detail,
-    }
+def _guards(tokens: list[_Token]) -> tuple[tuple[Guard, ...], bool]:
+    """The guards of a condition, and whether it is nothing but guards (then it holds, with
+    no CEL run, when every guard holds)."""
+    conjuncts = _conjuncts(tokens)
+    found = [_guard(c) for c in conjuncts]
+    guards = tuple(g for g in found if g is not None)
+    return guards, bool(conjuncts) and len(guards) == len(conjuncts)
 
 
-def _guards(tokens: list[_Token]) -> tuple[Guard, ...]:
-    found = (_guard(conjunct) for conjunct in _conjuncts(tokens))
-    return tuple(g for g in found if g is not None)
+_SHORT_NAMES: Mapping[Any, str] = {
+    member: member.short_name
+    for enum in (Segment, Grade, Temperature, LifecycleStage)
+    for member in enum
+}
+
+
+def fact_reader(fact: Fact) -> Callable[[LeadSnapshot, str, str], Any]:
+    """How to read a fact of a lead (with the trigger and its detail) as CEL sees it;
+    MISSING for a container key CEL would not find."""
+    name, key = fact
+    if name == "trigger":
+        return lambda s, trigger, detail: trigger
+    if name == "trigger_detail":
+        return lambda s, trigger, detail: detail
+    if name in ("lead_id", "home_brand_id"):
+        return lambda s, trigger, detail: getattr(s, name)
+    if name in GUARD_FIELDS:  # an enum: its short name
+        return lambda s, trigger, detail: _SHORT_NAMES[getattr(s, name)]
+    if name == "score":
+
+        def score(s: LeadSnapshot, trigger: str, detail: str) -> Any:
+            value = getattr(s.score or _NO_SCORE, key, None)  # as snapshot._score_map
+            return MISSING if value is None else value
+
+        return score
+    if name == "consents":
+        return lambda s, trigger, detail: getattr(s.consents, key) is True
+    if name == "recent_event_counts":
+        default = 0 if key in EVENT_TYPES else MISSING
+
+        def count(s: LeadSnapshot, trigger: str, detail: str) -> Any:
+            value = s.recent_event_counts.get(key)
+            return default if value is None else value
+
+        return count
+    if name == "traits":
+        return lambda s, trigger, detail: s.traits.get(key, MISSING)
+    raise ValueError(f"not a fact a guard reads: {fact!r}")
 
 
 # --- compiled conditions --------------------------------------------------------------------
@@ -365,6 +525,8 @@ class Condition:
     plan: ContextPlan
     reads: tuple[str, ...] = field(default=())
     guards: tuple[Guard, ...] = field(default=())
+    only_guards: bool = False
+    """Every conjunct is a guard: the condition holds when they all hold."""
     reads_key: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
@@ -525,12 +687,14 @@ def compile_condition(source: str) -> Condition:
         raise ConditionError("; ".join(errors))
     plan = _plan(accesses, idents, bare)
     program = cel.compile(source if bare else _rewrite(tokens, accesses))
+    guards, only_guards = _guards(tokens)
     condition = Condition(
         source=source,
         program=program,
         plan=plan,
         reads=_reads(accesses, idents),
-        guards=_guards(tokens),
+        guards=guards,
+        only_guards=only_guards,
     )
     _probe(condition)
     return condition

@@ -21,8 +21,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, overload
 
-from leadflow_routing.domain.conditions import Condition, Guard, compile_condition, guard_values
+from leadflow_routing.domain.conditions import Condition, compile_condition
 from leadflow_routing.domain.config import Brand, Continuation, RoutingConfig, Rule, Strategy
+from leadflow_routing.domain.rule_index import RuleIndex, build_index
 from leadflow_routing.domain.snapshot import (
     ContextPlan,
     LeadSnapshot,
@@ -292,34 +293,39 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class CompiledConfig:
-    """A valid configuration with its conditions compiled and one context plan for all."""
+    """A valid configuration with its conditions compiled, one context plan for all, and the
+    index of the enabled rules by their guards."""
 
     config: RoutingConfig
     conditions: tuple[Condition, ...]
     plan: ContextPlan
     brands: Mapping[str, Brand]
-    active: tuple[tuple[int, Rule, Condition, Any, tuple[Guard, ...]], ...] = ()
-    """(index, rule, condition, program, guards) of the enabled rules: the evaluation loop's
-    input."""
+    active: tuple[tuple[int, Rule, Condition, Any], ...]
+    """(index, rule, condition, program) of the enabled rules, in order: bit i of `index`'s
+    masks is active[i]."""
+    index: RuleIndex
 
 
-def compile_config(config: RoutingConfig) -> CompiledConfig:
-    """For a configuration validation accepted (raises ConditionError otherwise)."""
+def compile_config(config: RoutingConfig, *, guards: bool = True) -> CompiledConfig:
+    """For a configuration validation accepted (raises ConditionError otherwise). Without
+    `guards` every enabled rule runs its CEL program (to compare with)."""
     conditions = tuple(compile_condition(rule.condition) for rule in config.rules)
     plan = ContextPlan()
     for rule, condition in zip(config.rules, conditions, strict=True):
         if not rule.disabled:
             plan = plan.merge(condition.plan)
+    active = tuple(
+        (index, rule, condition, condition.program)
+        for index, (rule, condition) in enumerate(zip(config.rules, conditions, strict=True))
+        if not rule.disabled
+    )
     return CompiledConfig(
         config=config,
         conditions=conditions,
         plan=plan,
         brands={b.id: b for b in config.brands},
-        active=tuple(
-            (index, rule, condition, condition.program, condition.guards)
-            for index, (rule, condition) in enumerate(zip(config.rules, conditions, strict=True))
-            if not rule.disabled
-        ),
+        active=active,
+        index=build_index([a[2] for a in active], guards=guards),
     )
 
 
@@ -363,43 +369,44 @@ def evaluate_rules(
     no owner selection yet."""
     config = compiled.config
     short = trigger.short_name
-    ctx = cel_context(snapshot, short, trigger_detail, compiled.plan)
     history = history or {}
     routed_brands: set[str] = set()
     notable: dict[int, RuleEvaluation] = {}
     explainer = Explainer(snapshot, short, trigger_detail)
     count = len(config.rules)
-    facts = guard_values(snapshot, short, trigger_detail)
-    for index, rule, condition, program, guards in compiled.active:
-        failed = False
-        for name, literals, negated in guards:  # conditions.py: an exact shortcut
-            if (facts[name] in literals) is negated:
-                failed = True
-                break
-        if failed:
-            continue
-        # Condition.evaluate inlined for the common outcomes (hundreds per decision); it
-        # still turns errors and non-bool results into their recorded text.
-        try:
-            result = True if program is None else program.execute(ctx)
-        except Exception:
-            result = None
-        if result is False:
-            continue
-        if result is not True:
-            matched, error = condition.evaluate(ctx)
-            if not matched:
-                if error:
-                    notable[index] = RuleEvaluation(
-                        index,
-                        rule,
-                        False,
-                        RuleOutcome.ERROR,
-                        error,
-                        condition=condition,
-                        explainer=explainer,
-                    )
+    # rules outside `candidates` fail a guard: plain misses, left out of `notable`
+    candidates, holding = compiled.index.screen(snapshot, short, trigger_detail)
+    active = compiled.active
+    ctx = None  # the CEL context, built when a rule first needs it
+    while candidates:
+        bit = candidates & -candidates
+        candidates ^= bit
+        index, rule, condition, program = active[bit.bit_length() - 1]
+        if not bit & holding and program is not None:  # else: it holds without CEL
+            if ctx is None:
+                ctx = cel_context(snapshot, short, trigger_detail, compiled.plan)
+            # Condition.evaluate inlined for the common outcomes; it still turns errors and
+            # non-bool results into their recorded text.
+            try:
+                result = program.execute(ctx)
+            except Exception:
+                result = None
+            if result is False:
                 continue
+            if result is not True:
+                matched, error = condition.evaluate(ctx)
+                if not matched:
+                    if error:
+                        notable[index] = RuleEvaluation(
+                            index,
+                            rule,
+                            False,
+                            RuleOutcome.ERROR,
+                            error,
+                            condition=condition,
+                            explainer=explainer,
+                        )
+                    continue
         consent = check_consent(snapshot, rule.target_brand_id, config.require_tracking_consent)
         if not consent.outcome.allowed:
             notable[index] = RuleEvaluation(
