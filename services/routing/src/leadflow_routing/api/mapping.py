@@ -47,9 +47,18 @@ def pv(member: Enum) -> Any:
     return member.value
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def set_timestamp(target: timestamp_pb2.Timestamp, value: datetime | None) -> None:
+    """What `target.FromDatetime(value.astimezone(UTC))` sets (a naive value read as local
+    time), a few times cheaper: a decision writes several."""
     if value is not None:
-        target.FromDatetime(value.astimezone(UTC))
+        if value.tzinfo is None:
+            value = value.astimezone(UTC)
+        since = value - _EPOCH
+        target.seconds = since.days * 86400 + since.seconds
+        target.nanos = since.microseconds * 1000
 
 
 def get_timestamp(message: Any, field_name: str) -> datetime | None:
@@ -328,9 +337,7 @@ def snapshot_to_proto(snapshot: LeadSnapshot, *, with_traits: bool = True) -> tp
         stage=pv(snapshot.stage),
     )
     if with_traits and snapshot.traits:
-        traits = struct_pb2.Struct()
-        traits.update(dict(snapshot.traits))
-        out.traits.CopyFrom(traits)
+        out.traits.update(snapshot.traits)
     if snapshot.score is not None:
         s = snapshot.score
         out.score.total = s.total

@@ -10,9 +10,10 @@ data in, plain data out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from leadflow_routing.domain.config import Brand, Owner, Strategy
 from leadflow_routing.domain.snapshot import ShortNamedEnum
@@ -79,11 +80,12 @@ class BrandState:
         load = self.load(owner_id)
         loads = dict(self.loads)
         loads[owner_id] = OwnerLoad(load.assigned_today + 1, load.open_assignments + 1)
-        return replace(self, loads=loads)
+        return BrandState(turn=self.turn, current_weights=self.current_weights, loads=loads)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Candidate:
+class Candidate(NamedTuple):
+    """One owner as considered (a named tuple: a decision makes one per owner of the brand)."""
+
     owner_id: str
     skip_reason: SkipReason = SkipReason.UNSPECIFIED
     assigned_today: int = 0
@@ -105,31 +107,50 @@ class OwnerSelection:
     explanation: str
 
 
-def _candidate(
-    owner: Owner, state: BrandState, skip: SkipReason | None, chosen: bool = False
-) -> Candidate:
-    load = state.load(owner.id)
-    return Candidate(
-        owner_id=owner.id,
-        skip_reason=SkipReason.UNSPECIFIED if chosen else (skip or SkipReason.NOT_SELECTED),
-        assigned_today=load.assigned_today,
-        daily_capacity=owner.daily_capacity,
-        open_assignments=load.open_assignments,
-        weight=owner.effective_weight,
-        chosen=chosen,
-    )
+def _candidates(
+    order: Sequence[Owner],
+    state: BrandState,
+    skips: Mapping[str, SkipReason | None],
+    chosen: Owner | None,
+) -> list[Candidate]:
+    loads = state.loads
+    out = []
+    for owner in order:
+        load = loads.get(owner.id, _IDLE)
+        picked = owner is chosen
+        out.append(
+            Candidate(
+                owner.id,
+                SkipReason.UNSPECIFIED if picked else (skips[owner.id] or SkipReason.NOT_SELECTED),
+                load.assigned_today,
+                owner.daily_capacity,
+                load.open_assignments,
+                owner.effective_weight,
+                picked,
+            )
+        )
+    return out
 
 
 def _unavailable(
-    owner: Owner, state: BrandState, at: datetime, excluded: frozenset[str]
-) -> SkipReason | None:
-    if owner.id in excluded:
-        return SkipReason.BREACHED_SLA
-    if owner.away(at):
-        return SkipReason.OUT_OF_OFFICE
-    if owner.daily_capacity > 0 and state.load(owner.id).assigned_today >= owner.daily_capacity:
-        return SkipReason.CAPACITY_REACHED
-    return None
+    owners: Sequence[Owner], state: BrandState, at: datetime, excluded: frozenset[str]
+) -> dict[str, SkipReason | None]:
+    """Why each owner cannot take a lead now (None: free)."""
+    loads = state.loads
+    out: dict[str, SkipReason | None] = {}
+    for owner in owners:
+        skip = None
+        if owner.id in excluded:
+            skip = SkipReason.BREACHED_SLA
+        elif owner.out_of_office or (owner.out_of_office_periods and owner.away(at)):
+            skip = SkipReason.OUT_OF_OFFICE
+        elif (
+            owner.daily_capacity > 0
+            and loads.get(owner.id, _IDLE).assigned_today >= owner.daily_capacity
+        ):
+            skip = SkipReason.CAPACITY_REACHED
+        out[owner.id] = skip
+    return out
 
 
 def _skipped_text(candidates: list[Candidate]) -> str:
@@ -152,9 +173,9 @@ def select_owner(
 ) -> tuple[OwnerSelection, BrandState]:
     """The owner for one lead, and the brand's state after the assignment."""
     owners = brand.owners
-    skips = {o.id: _unavailable(o, state, at, excluded) for o in owners}
+    skips = _unavailable(owners, state, at, excluded)
     chosen: Owner | None = None
-    order: list[Owner]
+    order: Sequence[Owner]
     new_state = state
     head = ""
     if strategy is Strategy.FIXED_OWNER:
@@ -166,15 +187,19 @@ def select_owner(
     elif strategy is Strategy.ROUND_ROBIN:
         n = len(owners)
         start = state.turn % n if n else 0
-        order = list(owners[start:]) + list(owners[:start])
+        order = owners[start:] + owners[:start]
         for offset, owner in enumerate(order):
             if skips[owner.id] is None:
                 chosen = owner
-                new_state = replace(state, turn=state.turn + offset + 1)
+                new_state = BrandState(
+                    turn=state.turn + offset + 1,
+                    current_weights=state.current_weights,
+                    loads=state.loads,
+                )
                 break
         head = f"round robin turn {state.turn}"
     elif strategy is Strategy.WEIGHTED:
-        order = list(owners)
+        order = owners
         free = [o for o in owners if skips[o.id] is None]
         if free:
             current = dict(state.current_weights)
@@ -184,30 +209,30 @@ def select_owner(
                 total += owner.effective_weight
             chosen = max(free, key=lambda o: current[o.id])  # first of the highest
             current[chosen.id] -= total
-            new_state = replace(state, current_weights=current)
+            new_state = BrandState(turn=state.turn, current_weights=current, loads=state.loads)
         head = "weighted turn"
     else:
-        order = list(owners)
+        order = owners
         free = [o for o in owners if skips[o.id] is None]
         if free:
+            loads = state.loads
             chosen = min(
                 free,
                 key=lambda o: (
-                    state.load(o.id).open_assignments,
-                    state.load(o.id).assigned_today,
+                    loads.get(o.id, _IDLE).open_assignments,
+                    loads.get(o.id, _IDLE).assigned_today,
                 ),
             )
         head = "least loaded"
 
-    candidates = [_candidate(o, state, skips[o.id], chosen=o is chosen) for o in order]
     reason = _STRATEGY_REASON.get(strategy, ChoiceReason.NONE_AVAILABLE)
     if chosen is None:
         chosen, reason = _fallback(brand, excluded)
-        if chosen is not None:
-            if chosen in order:
-                candidates = [_candidate(o, state, skips[o.id], chosen=o is chosen) for o in order]
-            else:
-                candidates.append(_candidate(chosen, state, None, chosen=True))
+    if chosen is None or chosen in order:
+        candidates = _candidates(order, state, skips, chosen)
+    else:  # a fallback owner outside the order (fixed owner)
+        candidates = _candidates(order, state, skips, None)
+        candidates += _candidates((chosen,), state, {}, chosen)
     if chosen is not None:
         new_state = new_state.assigned(chosen.id)
     explanation = _explain(head, reason, chosen, candidates, state)
