@@ -10,8 +10,6 @@ Reporting counts every recorded event, machine-made ones flagged (reports leave 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +20,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 from leadflow.ingest.v1 import event_pb2, events_pb2
+from leadflow_platform.erased import ErasedIdentifiers
 from leadflow_platform.logging import get_logger
 from leadflow_platform.nats.registry import UnknownSubject, message_type
 from leadflow_reporting.db import repository as repo
@@ -89,7 +88,7 @@ def event_row(
 
 class Ingestion:
     def __init__(self) -> None:
-        self._secrets: dict[str, bytes] = {}
+        self._erased = ErasedIdentifiers()
 
     # ingest.event.recorded -----------------------------------------------------------------
 
@@ -188,24 +187,16 @@ class Ingestion:
         lead_ids, anonymous_ids = await repo.ids_of_subjects(conn, subjects)
         leads = set(message.lead_ids) | set(lead_ids)
         anons = set(message.anonymous_ids) | set(anonymous_ids)
-        secret = await self._secret(conn, tenant_id)
-        await repo.block(
+        await self._erased.remember(
             conn,
             tenant_id,
-            [_hash(secret, "lead", i) for i in sorted(leads) if i]
-            + [_hash(secret, "anon", i) for i in sorted(anons) if i],
+            [f"lead:{i}" for i in sorted(leads) if i] + [f"anon:{i}" for i in sorted(anons) if i],
         )
         counts = await repo.delete_subjects(conn, subjects)
         counts["dead_letters"] = await _clean_dead_letters(conn, tenant_id, leads, anons)
         log.info("subject_erased", erasure_id=message.erasure_id, **counts)
 
     # erased identifiers ----------------------------------------------------------------------
-
-    async def _secret(self, conn: asyncpg.Connection, tenant_id: str) -> bytes:
-        secret = self._secrets.get(tenant_id)
-        if secret is None:
-            secret = self._secrets[tenant_id] = await repo.tenant_secret(conn, tenant_id)
-        return secret
 
     async def _blocked(
         self,
@@ -215,18 +206,12 @@ class Ingestion:
         anonymous_ids: Iterable[str],
     ) -> tuple[set[str], set[str]]:
         """The given ids that were erased: (lead ids, anonymous ids)."""
-        secret = await self._secret(conn, tenant_id)
-        keys = {_hash(secret, "lead", i): ("lead", i) for i in lead_ids if i}
-        keys.update({_hash(secret, "anon", i): ("anon", i) for i in anonymous_ids if i})
-        found = await repo.erased_among(conn, tenant_id, list(keys))
+        keys = [f"lead:{i}" for i in lead_ids if i] + [f"anon:{i}" for i in anonymous_ids if i]
+        found = await self._erased.erased(conn, tenant_id, keys)
         return (
-            {keys[h][1] for h in found if keys[h][0] == "lead"},
-            {keys[h][1] for h in found if keys[h][0] == "anon"},
+            {k.removeprefix("lead:") for k in found if k.startswith("lead:")},
+            {k.removeprefix("anon:") for k in found if k.startswith("anon:")},
         )
-
-
-def _hash(secret: bytes, kind: str, value: str) -> bytes:
-    return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).digest()
 
 
 async def _clean_dead_letters(

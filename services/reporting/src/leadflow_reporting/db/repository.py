@@ -3,7 +3,6 @@ tenant; batches go in as arrays (one statement per batch, never one per event)."
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -387,41 +386,6 @@ async def delete_subjects(conn: asyncpg.Connection, subject_ids: Sequence[int]) 
         )
         counts[table] = int(status.rsplit(" ", 1)[-1])
     return counts
-
-
-async def tenant_secret(conn: asyncpg.Connection, tenant_id: str) -> bytes:
-    """The tenant's key for hashing erased identifiers (created on first use)."""
-    await conn.execute(
-        "INSERT INTO tenant_secrets (tenant_id, secret) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        tenant_id,
-        secrets.token_bytes(32),
-    )
-    return bytes(
-        await conn.fetchval("SELECT secret FROM tenant_secrets WHERE tenant_id = $1", tenant_id)
-    )
-
-
-async def erased_among(
-    conn: asyncpg.Connection, tenant_id: str, hashes: Sequence[bytes]
-) -> set[bytes]:
-    if not hashes:
-        return set()
-    rows = await conn.fetch(
-        "SELECT identifier_hash FROM erased_identifiers"
-        " WHERE tenant_id = $1 AND identifier_hash = ANY($2::bytea[])",
-        tenant_id,
-        list(hashes),
-    )
-    return {bytes(r["identifier_hash"]) for r in rows}
-
-
-async def block(conn: asyncpg.Connection, tenant_id: str, hashes: Sequence[bytes]) -> None:
-    await conn.execute(
-        "INSERT INTO erased_identifiers (tenant_id, identifier_hash)"
-        " SELECT $1, unnest($2::bytea[]) ON CONFLICT DO NOTHING",
-        tenant_id,
-        list(hashes),
-    )
 
 
 async def dead_letters_naming(
