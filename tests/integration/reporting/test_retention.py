@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 from ingest_support import event
 from reporting_support import Generated, GenEvent, generate, suite
 
@@ -47,6 +48,7 @@ def track(data: Generated) -> list:
             brand_id=e.brand,
             occurred_at=e.at,
             value=price(e),
+            properties={"plan": e.plan},
         )
         for e in data.events
     ]
@@ -288,6 +290,31 @@ async def test_monthly_by_first_form_for_one_brand(loaded) -> None:
         brands=("stacksense",),
     )
     check(reply, expected, 2)
+
+
+async def test_cohort_event_with_a_property_filter(loaded) -> None:
+    s, data = loaded
+    start, end = data.start, data.end
+    pro = selector("page_view")
+    pro.filters.add(
+        property=rt.PropertyRef(key="plan"),
+        operator=rt.PROPERTY_OPERATOR_EQUALS,
+        values=[struct_pb2.Value(string_value="pro")],
+    )
+    reply = await s.reporting.GetRetention(
+        request(start, end, periods=3, cohort_event=pro), metadata=s.metadata
+    )
+    expected = reference(
+        data,
+        start,
+        end,
+        period="week",
+        periods=3,
+        zone=ZoneInfo("UTC"),
+        now=datetime.now(UTC),
+        cohort=lambda e: e.type == "page_view" and e.plan == "pro",
+    )
+    check(reply, expected, 3)
 
 
 async def test_bad_requests_name_the_field(loaded) -> None:

@@ -125,6 +125,31 @@ async def paths_rows(conn: asyncpg.Connection, tenant_id: str, query: PathsQuery
     }
 
 
+EVENT_TYPES = 25  # leadflow.common.v1.EventType values 0..24
+
+
+def retention_masks(query: RetentionQuery) -> I64 | None:
+    """When the cohort, returning and conversion events are standard types without filters
+    (or unset), the flags of each event type (indexed by type): rows then carry their type,
+    sparing PostgreSQL a CASE per row. None otherwise."""
+    chosen = (
+        (COHORT, query.cohort_event),
+        (RETURNING, query.returning_event),
+        (CONVERSION, query.conversion_event),
+    )
+    lut = np.zeros(EVENT_TYPES, dtype=np.int64)
+    for bit, selector in chosen:
+        if selector is None:
+            types: Sequence[int] = range(EVENT_TYPES) if bit != CONVERSION else CONVERSION_TYPES
+        elif selector.filters or selector.custom_name or not 0 < selector.event_type < EVENT_TYPES:
+            return None
+        else:
+            types = [selector.event_type]
+        for t in types:
+            lut[t] |= bit
+    return lut
+
+
 def retention_sql(tenant_id: str, now: datetime, query: RetentionQuery) -> tuple[str, list[object]]:
     cohort, returning, conversion = (
         query.cohort_event,
@@ -133,6 +158,13 @@ def retention_sql(tenant_id: str, now: datetime, query: RetentionQuery) -> tuple
     )
     p = Literals()
     where = _base(p, tenant_id, None, now, query.brand_ids)
+    if retention_masks(query) is not None:
+        if cohort and returning:
+            types = sorted({s.event_type for s in (cohort, returning, conversion) if s})
+            types = sorted({*types, *(CONVERSION_TYPES if conversion is None else ())})
+            where.append(f"event_type = ANY({p.add(types, 'int2[]')})")
+        sql = "SELECT subject_id, occurred_at, event_type::int4 FROM events"
+        return f"{sql} WHERE {' AND '.join(where)}", p.values
     conv = selector_sql(conversion, p) if conversion else f"event_type IN {CONVERSION_TYPES}"
     flags = [
         f"CASE WHEN {selector_sql(cohort, p)} THEN {COHORT} ELSE 0 END" if cohort else str(COHORT),
@@ -157,7 +189,12 @@ async def retention_rows(
     counts as returning or converts."""
     sql, args = retention_sql(tenant_id, now, query)
     cols = parse(await _copy(conn, sql, args), [">i4", ">i8", ">i4"])
-    return cols["f0"], cols["f1"] + PG_EPOCH_US, cols["f2"]
+    masks = retention_masks(query)
+    flags = cols["f2"]
+    if masks is not None:  # event types
+        known = (flags >= 0) & (flags < len(masks))
+        flags = np.where(known, masks[np.clip(flags, 0, len(masks) - 1)], 0)
+    return cols["f0"], cols["f1"] + PG_EPOCH_US, flags
 
 
 # A three-letter currency code as one integer (ISO 4217 codes are three capital letters;
