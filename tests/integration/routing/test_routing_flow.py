@@ -4,6 +4,7 @@ routed by the shipped 371minds configuration, delivered to a signed webhook."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from harness import eventually
@@ -72,7 +73,13 @@ async def test_identified_then_warmed_lead_is_routed_and_delivered_signed(
         for received in receiver.accepted.values():
             assert verify(SECRET.encode(), received.body, received.headers["x-leadflow-signature"])
             assert received.headers["idempotency-key"] == received.json["metadata"]["eventId"]
-        routed = [m for _, m in await published(settings, "routing.lead.routed")]
+        # the outbox relay publishes independently of the delivery worker: wait for all three
+
+        async def routed_events() -> list[Any]:
+            found = [m for _, m in await published(settings, "routing.lead.routed")]
+            return found if len(found) >= 3 else []
+
+        routed = await eventually(routed_events, timeout=20)
         assert [m.rule_id for m in routed] == [
             "modumind-new-cold",
             "modumind-home",

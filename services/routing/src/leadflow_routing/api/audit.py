@@ -50,7 +50,7 @@ def compact_record(decision: Decision, lead: tpb.LeadSnapshot | None = None) -> 
             stored.dedup.previous_decision_id = e.dedup.previous_decision_id
             mapping.set_timestamp(stored.dedup.previous_routed_at, e.dedup.previous_routed_at)
         if e.owner_selection is not None:
-            stored.owner_selection.CopyFrom(mapping.selection_to_proto(e.owner_selection))
+            mapping.fill_selection(stored.owner_selection, e.owner_selection)
     out.routes.extend(mapping.route_to_proto(r) for r in decision.routes)
     return out
 

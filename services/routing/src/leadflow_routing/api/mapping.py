@@ -43,8 +43,9 @@ from leadflow_routing.domain.strategies import OwnerSelection
 
 
 def pv(member: Enum) -> Any:
-    """A domain enum as the proto enum value (same numbers; typed loosely for the stubs)."""
-    return member.value
+    """A domain enum as the proto enum value (same numbers; typed loosely for the stubs).
+    `_value_` is what the `value` property reads, without the property's cost."""
+    return member._value_
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -368,26 +369,29 @@ def owner_ref(brand_id: str, owner: Owner | None) -> tpb.OwnerRef | None:
     return tpb.OwnerRef(brand_id=brand_id, owner_id=owner.id, name=owner.name, email=owner.email)
 
 
-def selection_to_proto(selection: OwnerSelection) -> tpb.OwnerSelection:
-    out = tpb.OwnerSelection(
-        strategy=pv(selection.strategy),
-        reason=pv(selection.reason),
-        explanation=selection.explanation,
-    )
-    for c in selection.candidates:
-        out.candidates.add(
-            owner_id=c.owner_id,
-            skip_reason=pv(c.skip_reason),
-            assigned_today=c.assigned_today,
-            daily_capacity=c.daily_capacity,
-            open_assignments=c.open_assignments,
-            weight=c.weight,
-            chosen=c.chosen,
+def fill_selection(out: tpb.OwnerSelection, selection: OwnerSelection) -> None:
+    """Writes the selection into `out` (an empty message, e.g. a field of the record)."""
+    out.strategy = pv(selection.strategy)
+    out.reason = pv(selection.reason)
+    out.explanation = selection.explanation
+    add = out.candidates.add
+    for owner_id, skip, today, capacity, open_now, weight, chosen in selection.candidates:
+        add(
+            owner_id=owner_id,
+            skip_reason=skip._value_,
+            assigned_today=today,
+            daily_capacity=capacity,
+            open_assignments=open_now,
+            weight=weight,
+            chosen=chosen,
         )
-    ref = owner_ref(selection.brand_id, selection.owner)
-    if ref is not None:
-        out.owner.CopyFrom(ref)
-    return out
+    owner = selection.owner
+    if owner is not None:
+        ref = out.owner
+        ref.brand_id = selection.brand_id
+        ref.owner_id = owner.id
+        ref.name = owner.name
+        ref.email = owner.email
 
 
 def evaluation_to_proto(e: RuleEvaluation) -> tpb.RuleEvaluation:
@@ -411,7 +415,7 @@ def evaluation_to_proto(e: RuleEvaluation) -> tpb.RuleEvaluation:
         out.dedup.previous_decision_id = e.dedup.previous_decision_id
         set_timestamp(out.dedup.previous_routed_at, e.dedup.previous_routed_at)
     if e.owner_selection is not None:
-        out.owner_selection.CopyFrom(selection_to_proto(e.owner_selection))
+        fill_selection(out.owner_selection, e.owner_selection)
     return out
 
 
