@@ -1,14 +1,17 @@
 """Routing decisions per second: BENCH_ROUTING_LEADS (50,000) leads against a configuration of
 BENCH_ROUTING_RULES (200) rules over five brands, and the p99 latency of one decision.
 
-A decision is what the service computes inside its transaction: the CEL context of the lead,
-every rule in order (consent gate, duplicate check) up to the first STOP, owner selection with
-the brands' turn and load state carried from decision to decision, the trace, and the audit
-record the service stores with each decision (api/audit.py: the snapshot, the notable rules
-and the owner choice), serialized. A third figure makes the whole trace with every
-explanation instead (what ExplainRoute answers). The rules mix score, grade,
-temperature, segment, stage, trait, event-count and trigger conditions; most leads are
-routed by a rule late in the list, so a decision typically evaluates well over 100 rules.
+A decision is what the service computes inside its transaction: the rules in order (those
+the rule index leaves, with the CEL context built when one needs it; consent gate, duplicate
+check) up to the first STOP, owner selection with the brands' turn and load state carried
+from decision to decision, the trace, and the audit record the service stores with each
+decision (api/audit.py: the snapshot, the notable rules and the owner choice), serialized. A
+third figure makes the whole trace with every explanation instead (what ExplainRoute
+answers). The rules mix score, grade, temperature, segment, stage, trait, event-count and
+trigger conditions; most leads are routed by a rule late in the list, so a decision
+typically evaluates well over 100 rules.
+`routing_decision_cpu` is the CPU time of one decision (process_time, the same span as the
+latency), far less sensitive to the load of a shared machine than the wall-clock figures.
 
 Baseline (same run, same rules, BENCH_ROUTING_BASELINE_LEADS leads): the straightforward way,
 each condition compiled as written and evaluated on a context holding the whole lead
