@@ -280,16 +280,22 @@ Fact = tuple[str, str]
 """What a guard reads: (a GUARD_FIELDS name, "") or (a container field, a key of it)."""
 
 
-class _Missing:
-    __slots__ = ()
+class _Marker:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
     def __repr__(self) -> str:
-        return "MISSING"
+        return self.name
 
 
-MISSING: Any = _Missing()
-_NO_SCORE = LeadScore()
+MISSING: Any = _Marker("MISSING")
 """A container key the lead's CEL form does not hold (an absent trait, a custom count)."""
+UNDECIDED: Any = _Marker("UNDECIDED")
+"""A value only CEL can judge (see the event counts' reader)."""
+
+_NO_SCORE = LeadScore()
 
 _EXACT = 2**53
 """Integers up to this compare with doubles exactly, in Python as in CEL."""
@@ -324,11 +330,9 @@ class Guard:
         or compare across types), a NaN (CEL errors on ordering), an integer too large to
         compare with a double exactly."""
         kind = self.kind
-        if value is MISSING:
-            return False if kind == "has" else None
         if kind == "has":
-            return True
-        cls = type(value)
+            return None if value is UNDECIDED else value is not MISSING
+        cls = type(value)  # MISSING and UNDECIDED are of none of the types below
         if kind == "str":
             return (value in self.operand) is not self.negated if cls is str else None
         if kind == "bool":
@@ -503,8 +507,13 @@ def fact_reader(fact: Fact) -> Callable[[LeadSnapshot, str, str], Any]:
         default = 0 if key in EVENT_TYPES else MISSING
 
         def count(s: LeadSnapshot, trigger: str, detail: str) -> Any:
-            value = s.recent_event_counts.get(key)
-            return default if value is None else value
+            counts = s.recent_event_counts
+            value = counts.get(key)
+            if value is None:
+                # a count stored as None (never so from the database) reads differently in
+                # the small context and in the whole `lead`: left to CEL
+                return UNDECIDED if key in counts else default
+            return value
 
         return count
     if name == "traits":
