@@ -220,7 +220,7 @@ class RoutingService:
         config = compiled.config
         at = decision.decided_at
         lead_id = decision.lead.lead_id
-        rule = config.rules[next(i for i, r in enumerate(config.rules) if r.id == route.rule_id)]
+        rule = compiled.rules[route.rule_id]
         owner = route.selection.owner if route.selection is not None else None
         if owner is not None:
             deadline = acknowledge_by(config.sla, at)

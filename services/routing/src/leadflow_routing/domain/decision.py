@@ -304,6 +304,8 @@ class CompiledConfig:
     """(index, rule, condition, program) of the enabled rules, in order: bit i of `index`'s
     masks is active[i]."""
     index: RuleIndex
+    rules: Mapping[str, Rule]
+    """The rules by id."""
 
 
 def compile_config(config: RoutingConfig, *, guards: bool = True) -> CompiledConfig:
@@ -326,6 +328,7 @@ def compile_config(config: RoutingConfig, *, guards: bool = True) -> CompiledCon
         brands={b.id: b for b in config.brands},
         active=active,
         index=build_index([a[2] for a in active], guards=guards),
+        rules={r.id: r for r in reversed(config.rules)},  # ids are unique; else the first
     )
 
 
