@@ -1,5 +1,5 @@
-"""Composition root: the reporting servicer and the consumer that builds the read model from
-ingest's events."""
+"""Composition root: the reporting servicer and the consumers that build the read model from
+the events of ingest, scoring, attribution and routing."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from leadflow_reporting.events import consumers
 from leadflow_reporting.funnels import Funnels
 from leadflow_reporting.ingestion import Ingestion
 from leadflow_reporting.journeys import Journeys
+from leadflow_reporting.outcomes import Outcomes
 from leadflow_reporting.paths import Paths
 from leadflow_reporting.realtime import RealTime
 from leadflow_reporting.retention import Retention
@@ -38,6 +39,9 @@ def build(runtime: Runtime) -> None:
         runtime.consumer_spec(consumers.DURABLE, consumers.STREAM, consumers.SUBJECTS),
         consumers.handler(Ingestion()),
     )
+    outcomes = consumers.outcome_handler(Outcomes())
+    for durable, stream, subjects in consumers.OUTCOME_CONSUMERS:
+        runtime.add_consumer(runtime.consumer_spec(durable, stream, subjects), outcomes)
 
     async def prune() -> None:
         async with runtime.pool.acquire() as conn:

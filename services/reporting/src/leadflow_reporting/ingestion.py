@@ -23,6 +23,7 @@ from leadflow.ingest.v1 import event_pb2, events_pb2
 from leadflow_platform.erased import ErasedIdentifiers
 from leadflow_platform.logging import get_logger
 from leadflow_platform.nats.registry import UnknownSubject, message_type
+from leadflow_reporting.db import outcome_rows
 from leadflow_reporting.db import repository as repo
 
 log = get_logger(__name__)
@@ -187,12 +188,19 @@ class Ingestion:
         lead_ids, anonymous_ids = await repo.ids_of_subjects(conn, subjects)
         leads = set(message.lead_ids) | set(lead_ids)
         anons = set(message.anonymous_ids) | set(anonymous_ids)
+        await outcome_rows.lock_people(
+            conn,
+            tenant_id,
+            [f"lead:{i}" for i in leads if i] + [f"anon:{i}" for i in anons if i],
+            shared=False,
+        )
         await self._erased.remember(
             conn,
             tenant_id,
             [f"lead:{i}" for i in sorted(leads) if i] + [f"anon:{i}" for i in sorted(anons) if i],
         )
         counts = await repo.delete_subjects(conn, subjects)
+        counts |= await outcome_rows.delete_person(conn, tenant_id, sorted(leads), sorted(anons))
         counts["dead_letters"] = await _clean_dead_letters(conn, tenant_id, leads, anons)
         log.info("subject_erased", erasure_id=message.erasure_id, **counts)
 
