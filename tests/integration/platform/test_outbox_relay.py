@@ -218,3 +218,36 @@ async def test_reconciliation_republishes_what_the_stream_lost(probe_pool, probe
     assert await OutboxRelay(pool, bus, schema="probe").relay_once() == 30
     assert await _stream_messages(bus) == 30
     assert await reconcile_outbox(pool, bus, SPEC.stream) == 0
+
+
+async def test_a_commit_notified_during_a_pass_is_relayed_without_waiting_for_the_poll(
+    probe_pool, probe_bus
+):
+    pool, bus = probe_pool, probe_bus
+    await _write_notes(pool, 1)
+    written_during_pass = False
+
+    async def write_another(_: object) -> None:
+        nonlocal written_during_pass
+        if not written_during_pass:
+            written_during_pass = True
+            async with pool.acquire() as conn, conn.transaction():
+                note = probe_pb2.NoteRecorded(note_id="late", note="late")
+                await add_to_outbox(conn, OutboxMessage(note, message_id="late", tenant_id="acme"))
+            await asyncio.sleep(0.2)  # its NOTIFY arrives while this pass is still running
+
+    stop = asyncio.Event()
+    relay = OutboxRelay(pool, bus, schema="probe", poll_seconds=60, after_publish=write_another)
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await eventually(lambda: _stream_messages(bus), timeout=10)
+        started = asyncio.get_running_loop().time()
+        await eventually(lambda: _equals(_stream_messages(bus), 2), timeout=20)
+        assert asyncio.get_running_loop().time() - started < 10  # not the 60 s poll
+    finally:
+        stop.set()
+        await task
+
+
+async def _equals(awaitable, expected) -> bool:
+    return (await awaitable) == expected

@@ -136,6 +136,9 @@ class OutboxRelay:
         listener = await self._listen()
         try:
             while not stop.is_set():
+                # Cleared before the pass, not after: a commit notified during the pass
+                # may have missed its query, and must wake the next one at once.
+                self._wake.clear()
                 try:
                     published = await self.relay_once()
                 except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
@@ -144,7 +147,6 @@ class OutboxRelay:
                     await asyncio.sleep(self._poll_seconds)
                 if published >= self._batch_size:
                     continue  # more may be waiting
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         _first_of(self._wake.wait(), stop.wait()), self._poll_seconds
