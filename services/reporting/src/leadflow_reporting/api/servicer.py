@@ -13,9 +13,10 @@ from leadflow.reporting.v1 import reporting_service_pb2 as pb
 from leadflow.reporting.v1 import reporting_service_pb2_grpc
 from leadflow_platform.errors import FieldViolation, InvalidArgument, ServiceError
 from leadflow_platform.grpc import current_principal
-from leadflow_reporting.api import mapping, requests
+from leadflow_reporting.api import export_mapping, mapping, requests
 from leadflow_reporting.api.validation import funnel_query
 from leadflow_reporting.domain.query import FunnelQuery
+from leadflow_reporting.export import Exports
 from leadflow_reporting.funnels import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Funnels, fingerprint
 from leadflow_reporting.journeys import Journeys
 from leadflow_reporting.paths import Paths
@@ -142,8 +143,11 @@ class ReportingServicer(reporting_service_pb2_grpc.ReportingServiceServicer):
         raise NotBuiltYet("GetWeeklyReport")
 
     async def Export(self, request, context):
-        raise NotBuiltYet("Export")
-        yield  # a server stream
+        now_us = _now_us()
+        plan = export_mapping.plan(request, now_us)
+        stream = Exports.of(self._reports).stream(current_principal().tenant_id, plan, now_us)
+        async for message in stream:
+            yield message
 
     async def PutAlertConfig(self, request, context):
         raise NotBuiltYet("PutAlertConfig")
