@@ -56,9 +56,13 @@ class Ingestion:
     # ingest.event.recorded -----------------------------------------------------------------
 
     async def events_recorded(
-        self, conn: asyncpg.Connection, tenant_id: str, message: events_pb2.EventsRecorded
+        self, conn: asyncpg.Connection, tenant_id: str, *messages: events_pb2.EventsRecorded
     ) -> None:
-        items = inputs.counted_events(message.events)
+        """Apply one or more messages (in stream order) as one: each lead is rescored once,
+        with all its new events, whichever message they came in."""
+        if not messages:
+            return
+        items = [i for m in messages for i in inputs.counted_events(m.events)]
         if not items:
             return
         now = datetime.now(UTC)
@@ -84,7 +88,7 @@ class Ingestion:
         for i in items:
             e = i.event
             if e.event_id in seen:
-                continue  # the same id twice in one message counts once
+                continue  # the same id twice in the messages counts once
             seen.add(e.event_id)
             lead_id = i.lead_id or aliased.get(i.anonymous_id, "")
             if lead_id:
@@ -105,7 +109,8 @@ class Ingestion:
             return
         fresh = await repo.insert_events(conn, tenant_id, rows)
         if by_lead:
-            model = await self._apply_to_leads(conn, tenant_id, message, by_lead, fresh, now)
+            causation_id = messages[-1].metadata.event_id
+            model = await self._apply_to_leads(conn, tenant_id, causation_id, by_lead, fresh, now)
         else:
             model = await self._leads.models.active(conn, tenant_id)
         visitors = await self._lock_visitors(conn, tenant_id, by_visitor, model, create=True)
@@ -127,7 +132,7 @@ class Ingestion:
         self,
         conn: asyncpg.Connection,
         tenant_id: str,
-        message: events_pb2.EventsRecorded,
+        causation_id: str,
         by_lead: dict[str, list[ActivityEvent]],
         fresh: set[str],
         now: datetime,
@@ -153,7 +158,7 @@ class Ingestion:
                 model,
                 now=now,
                 cause="event",
-                causation_id=message.metadata.event_id,
+                causation_id=causation_id,
             )
 
         prepared = await prepare(states, model)

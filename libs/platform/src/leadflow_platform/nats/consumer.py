@@ -12,6 +12,11 @@ For every message the wrapper
   delivery dead-letters it instead.
 A message whose last delivery dies with its process (no code left to dead-letter it) is
 caught from JetStream's MAX_DELIVERIES advisory and dead-lettered from the stream.
+
+A `BatchHandler` applies the messages of one fetch together: in stream order, up to its
+`max_bytes` of payload per transaction, one inbox statement and one commit for all of them
+(one CONSUMER span, linked to each producer's). If such a transaction fails, its messages
+are applied again one by one as above, so one bad message never holds back the others.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -83,6 +88,18 @@ class Delivery:
 Handler = Callable[[asyncpg.Connection, Delivery], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class BatchHandler:
+    """A handler that applies several messages in one transaction (those not applied
+    before, in stream order). It is also a Handler: one message is a batch of one."""
+
+    apply: Callable[[asyncpg.Connection, Sequence[Delivery]], Awaitable[None]]
+    max_bytes: int = 1 << 20  # payload bytes per transaction (a larger message goes alone)
+
+    async def __call__(self, conn: asyncpg.Connection, delivery: Delivery) -> None:
+        await self.apply(conn, [delivery])
+
+
 class Consumer:
     def __init__(self, spec: ConsumerSpec, handler: Handler, *, pool: asyncpg.Pool, bus: Bus):
         self.spec = spec
@@ -125,6 +142,9 @@ class Consumer:
                     if stop.is_set():
                         break
                     raise
+                if isinstance(self._handler, BatchHandler) and len(messages) > 1:
+                    await self._process_batches(messages, self._handler, stop)
+                    continue
                 for index, msg in enumerate(messages):
                     if stop.is_set():
                         # Hand the rest back now rather than after ack_wait.
@@ -198,6 +218,109 @@ class Consumer:
             await msg.ack()
             if applied:
                 self.applied += 1
+
+    async def _process_batches(
+        self, messages: list[Msg], handler: BatchHandler, stop: asyncio.Event
+    ) -> None:
+        group: list[tuple[Msg, Delivery]] = []
+        size = 0
+        for index, msg in enumerate(messages):
+            if stop.is_set():
+                for rest in messages[index:]:
+                    with contextlib.suppress(Exception):
+                        await rest.nak()
+                break
+            try:
+                delivery = self._delivery(msg)
+            except PoisonMessage:
+                await self.process(msg)  # dead-lettered; it was never going to apply
+                continue
+            if group and size + len(msg.data) > handler.max_bytes:
+                await self._process_group(group, handler)
+                group, size = [], 0
+            group.append((msg, delivery))
+            size += len(msg.data)
+        if group and not stop.is_set():
+            await self._process_group(group, handler)
+        elif group:
+            for msg, _ in group:
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+
+    async def _process_group(
+        self, group: list[tuple[Msg, Delivery]], handler: BatchHandler
+    ) -> None:
+        """Apply the group in one transaction and ack it; on failure, each message alone."""
+        if len(group) == 1:
+            await self.process(group[0][0])
+            return
+        deliveries = [d for _, d in group]
+        contexts = [trace.get_current_span(h.context_from(d.headers)) for d in deliveries]
+        links = [
+            trace.Link(c.get_span_context()) for c in contexts if c.get_span_context().is_valid
+        ]
+        with (
+            tracer().start_as_current_span(
+                f"{deliveries[0].subject} process",
+                kind=trace.SpanKind.CONSUMER,
+                links=links,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.consumer.group.name": self.spec.durable,
+                    "messaging.batch.message_count": len(deliveries),
+                },
+            ) as span,
+            structlog.contextvars.bound_contextvars(
+                consumer=self.spec.durable,
+                batch_size=len(deliveries),
+                first_stream_sequence=deliveries[0].stream_sequence,
+            ),
+        ):
+            try:
+                applied = await self._apply_batch(deliveries, handler)
+            except Exception as exc:
+                span.record_exception(exc)
+                log.warning("batch_failed_applying_one_by_one", error=repr(exc))
+                for msg, _ in group:
+                    await self.process(msg)
+                return
+            for msg, _ in group:
+                await msg.ack()
+            self.applied += applied
+
+    async def _apply_batch(self, deliveries: list[Delivery], handler: BatchHandler) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "INSERT INTO inbox (consumer, message_id, stream_sequence)"
+                " SELECT $1, m, s FROM unnest($2::text[], $3::int8[]) AS u(m, s)"
+                " ON CONFLICT DO NOTHING RETURNING message_id",
+                self.spec.durable,
+                [d.message_id for d in deliveries],
+                [d.stream_sequence for d in deliveries],
+            )
+            first_time = {r["message_id"] for r in rows}
+            fresh = []
+            for d in deliveries:  # the same message twice in one batch: its first copy
+                if d.message_id in first_time:
+                    first_time.discard(d.message_id)
+                    fresh.append(d)
+            if fresh:
+                await handler.apply(conn, fresh)
+        return len(fresh)
+
+    def _delivery(self, msg: Msg) -> Delivery:
+        headers = dict(msg.headers or {})
+        meta = msg.metadata
+        subject = self._bus.logical_subject(msg.subject)
+        return Delivery(
+            subject=subject,
+            message=_decode(subject, msg.data),
+            message_id=headers.get(h.MSG_ID) or f"{self.spec.stream}:{meta.sequence.stream}",
+            tenant_id=headers.get(h.TENANT, ""),
+            stream_sequence=meta.sequence.stream,
+            deliveries=meta.num_delivered,
+            headers=headers,
+        )
 
     async def _apply(self, delivery: Delivery) -> bool:
         async with self._pool.acquire() as conn, conn.transaction():
