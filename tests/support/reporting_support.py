@@ -425,3 +425,78 @@ def reference_over(
         exclusions=[(j, lo, hi) for j, (_, lo, hi) in enumerate(exclusions)],
     )
     return ref, by_row
+
+
+# ---------------------------------------------------------------------------------------
+# Ingest, scoring, attribution and reporting running together
+# ---------------------------------------------------------------------------------------
+
+# Every durable consumer of the full suite, as (stream, durable).
+FULL_CONSUMERS = (
+    ("INGEST", "scoring-ingest-events"),
+    ("INGEST", "attribution-ingest-events"),
+    ("SCORING", "attribution-scoring-stages"),
+    ("INGEST", DURABLE),
+    ("SCORING", "reporting-scoring-events"),
+    ("ATTRIBUTION", "reporting-attribution-events"),
+)
+
+
+@dataclass
+class FullSuite:
+    """Ingest, scoring, attribution and reporting in this process (reporting reads the
+    other three services' events only)."""
+
+    upstream: Any  # attribution_support.Suite: ingest, scoring and attribution
+    reporting_runtime: Runtime
+    reporting: reporting_service_pb2_grpc.ReportingServiceStub
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.upstream.metadata
+
+    async def track(self, events: Sequence[Any], batch: int = 500) -> None:
+        for i in range(0, len(events), batch):
+            await self.upstream.track(*events[i : i + batch])
+
+    async def applied(self) -> None:
+        """Every outbox relayed and every consumer idle, twice in a row (each service's
+        events feed the next)."""
+        runtimes = (
+            self.upstream.ingest_runtime,
+            self.upstream.scoring_runtime,
+            *self.upstream.attribution_runtimes,
+        )
+        bus = self.upstream.ingest_runtime.bus
+
+        async def caught_up() -> bool:
+            for runtime in runtimes:
+                if await runtime.pool.fetchval(
+                    "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+                ):
+                    return False
+            for stream, durable in FULL_CONSUMERS:
+                info = await bus.js.consumer_info(
+                    bus.stream_name(stream), bus.consumer_name(durable)
+                )
+                if info.num_pending or info.num_ack_pending:
+                    return False
+            return True
+
+        for _ in range(3):
+            await eventually(caught_up, timeout=60)
+
+    @property
+    def pool(self) -> Any:
+        return self.reporting_runtime.pool
+
+
+@contextlib.asynccontextmanager
+async def full_suite(settings: Settings) -> AsyncIterator[FullSuite]:
+    from attribution_support import suite as attribution_suite
+
+    async with contextlib.AsyncExitStack() as stack:
+        upstream = await stack.enter_async_context(attribution_suite(settings))
+        runtime = await stack.enter_async_context(running(REPORTING_SPEC, settings))
+        channel = await stack.enter_async_context(open_channel(f"127.0.0.1:{runtime.port}"))
+        yield FullSuite(upstream, runtime, reporting_service_pb2_grpc.ReportingServiceStub(channel))

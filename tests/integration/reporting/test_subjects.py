@@ -151,5 +151,5 @@ async def test_bad_requests_name_the_field(settings):
         )
         # RPCs of later slices.
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await s.reporting.GetLeadQuality(pb.GetLeadQualityRequest(), metadata=s.metadata)
+            await s.reporting.GetWeeklyReport(pb.GetWeeklyReportRequest(), metadata=s.metadata)
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED

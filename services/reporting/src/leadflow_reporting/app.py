@@ -7,6 +7,7 @@ from leadflow.reporting.v1 import reporting_service_pb2_grpc
 from leadflow_platform.lifecycle import Runtime
 from leadflow_platform.service import ServiceSpec
 from leadflow_reporting.api.servicer import ReportingServicer, Reports
+from leadflow_reporting.business import BusinessReports
 from leadflow_reporting.db import repository
 from leadflow_reporting.events import consumers
 from leadflow_reporting.funnels import Funnels
@@ -31,6 +32,7 @@ def build(runtime: Runtime) -> None:
                 Paths(runtime),
                 Journeys(runtime),
                 Retention(runtime),
+                BusinessReports.of(runtime),
             )
         ),
         "leadflow.reporting.v1.ReportingService",

@@ -13,8 +13,11 @@ from leadflow.reporting.v1 import reporting_service_pb2 as pb
 from leadflow.reporting.v1 import reporting_service_pb2_grpc
 from leadflow_platform.errors import FieldViolation, InvalidArgument, ServiceError
 from leadflow_platform.grpc import current_principal
+from leadflow_reporting.api import business_mapping as bm
+from leadflow_reporting.api import business_requests as br
 from leadflow_reporting.api import export_mapping, mapping, requests
 from leadflow_reporting.api.validation import funnel_query
+from leadflow_reporting.business import BusinessReports
 from leadflow_reporting.domain.query import FunnelQuery
 from leadflow_reporting.export import Exports
 from leadflow_reporting.funnels import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Funnels, fingerprint
@@ -44,6 +47,7 @@ class Reports:
     paths: Paths
     journeys: Journeys
     retention: Retention
+    business: BusinessReports
 
 
 def _now_us() -> int:
@@ -114,31 +118,68 @@ class ReportingServicer(reporting_service_pb2_grpc.ReportingServiceServicer):
         table = await self._reports.retention.run(current_principal().tenant_id, query, _now_us())
         return mapping.retention_response(table, request.period or rt.COHORT_PERIOD_WEEK)
 
-    # Reports of later slices.
     async def GetLeadQuality(self, request, context):
-        raise NotBuiltYet("GetLeadQuality")
+        identified, brand_ids = br.lead_quality(request)
+        answer = await self._reports.business.lead_quality.run(
+            current_principal().tenant_id, identified, brand_ids, request.by_brand
+        )
+        return bm.lead_quality_response(answer)
 
     async def GetLifecycleFunnel(self, request, context):
-        raise NotBuiltYet("GetLifecycleFunnel")
+        start, end, brand_ids = br.ranged(request)
+        answer = await self._reports.business.lifecycle.run(
+            current_principal().tenant_id, start, end, brand_ids
+        )
+        return bm.lifecycle_response(answer)
 
     async def GetEngagement(self, request, context):
-        raise NotBuiltYet("GetEngagement")
+        start, end, brand_ids, excluded = br.engagement(request)
+        answer = await self._reports.business.engagement.run(
+            current_principal().tenant_id,
+            start,
+            end,
+            brand_ids,
+            request.include_machine_events,
+            excluded,
+        )
+        return bm.engagement_response(answer)
 
     async def GetAttributionSummary(self, request, context):
-        raise NotBuiltYet("GetAttributionSummary")
+        start, end, brand_ids, models, column, limit, types = br.attribution_summary(request)
+        answer = await self._reports.business.attribution.run(
+            current_principal().tenant_id, start, end, brand_ids, models, column, limit, types
+        )
+        return bm.attribution_response(answer)
 
     async def GetSourceInsights(self, request, context):
-        raise NotBuiltYet("GetSourceInsights")
+        query = br.source_insights(request)
+        answer = await self._reports.business.insights.run(current_principal().tenant_id, query)
+        return bm.insights_response(answer)
 
     async def GetBestPostingHour(self, request, context):
-        raise NotBuiltYet("GetBestPostingHour")
+        start, end, brand_ids, selector, path, minimum, tz, by = br.best_posting_hour(request)
+        answer = await self._reports.business.posting.run(
+            current_principal().tenant_id, start, end, brand_ids, selector, path, minimum, tz, by
+        )
+        return bm.posting_response(answer)
 
     async def GetAbTest(self, request, context):
-        raise NotBuiltYet("GetAbTest")
+        query = br.ab_test(request)
+        answer = await self._reports.business.experiments.run(current_principal().tenant_id, query)
+        return bm.ab_response(answer, query.experiment, query.confidence, query.min_sample)
 
     async def GetPortfolioMetrics(self, request, context):
-        raise NotBuiltYet("GetPortfolioMetrics")
+        start, end, brand_ids = br.portfolio(request)
+        tenant_id = current_principal().tenant_id
+        portfolio = self._reports.business.portfolio
+        now = await portfolio.run(tenant_id, start, end, brand_ids)
+        before = previous = None
+        if request.compare_previous:
+            previous = (2 * start - end, start)
+            before = await portfolio.run(tenant_id, *previous, brand_ids)
+        return bm.portfolio_response(now, before, previous)
 
+    # Reports of later slices.
     async def GetWeeklyReport(self, request, context):
         raise NotBuiltYet("GetWeeklyReport")
 
