@@ -23,7 +23,7 @@ from reporting_support import full_suite
 from scoring_support import published as scoring_published
 
 from leadflow.attribution.v1 import attribution_types_pb2 as at
-from leadflow.common.v1 import event_type_pb2, lead_pb2, time_range_pb2
+from leadflow.common.v1 import event_type_pb2, lead_pb2, subject_pb2, time_range_pb2
 from leadflow.ingest.v1 import ingest_service_pb2 as ingest_pb
 from leadflow.ingest.v1 import profile_pb2
 from leadflow.reporting.v1 import report_types_pb2 as rt
@@ -387,6 +387,21 @@ async def test_business_reports_match_an_independent_computation(settings) -> No
             assert (_money(b.arr[0]) if b.arr else 0) == 12 * mrr
         assert port.total.conversions == len(buyers)
         assert port.total.active_subjects == LEADS
+
+        # Journeys now carry the score and the lifecycle from scoring's events.
+        for d in (leads[0], buyers[0]):
+            journey = await s.reporting.GetJourney(
+                pb.GetJourneyRequest(subject=subject_pb2.SubjectRef(lead_id=d.lead_id)),
+                metadata=md,
+            )
+            score = latest[d.lead_id].score  # type: ignore[attr-defined]
+            assert journey.score == pytest.approx(score.total)
+            assert journey.grade == score.grade
+            assert journey.stage == histories[d.lead_id].current_stage
+            stages = [
+                m.stage for m in journey.milestones if m.kind == rt.MILESTONE_KIND_STAGE_CHANGED
+            ]
+            assert sorted(stages) == sorted(t.to_stage for t in histories[d.lead_id].history)
 
         # Erasure: the lead's score, stages and conversions leave the read model.
         victim = buyers[0].lead_id

@@ -21,12 +21,15 @@ from leadflow_reporting.domain.journey import (
     Factor,
     JourneyEvent,
     Milestone,
+    MilestoneKind,
+    Outcome,
     Trend,
     churn,
     milestones,
     trend,
     windows,
 )
+from leadflow_reporting.domain.quality import Transition, current_stage
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -64,6 +67,10 @@ class JourneyAnswer:
     factors: list[Factor]
     timeline: list[asyncpg.Record]
     next_page_token: str
+    score: float | None = None
+    grade: int = 0
+    temperature: int = 0
+    stage: int = 0
 
 
 _EVENT_COLUMNS = (
@@ -145,6 +152,7 @@ class Journeys:
                 f" LIMIT {query.page_size + 1}",
                 *args,
             )
+            outcomes, latest = await _outcomes(conn, tenant_id, subject["lead_id"])
         events = [_journey_event(r) for r in history]
         human = [e for e in events if not e.machine]
         recent, previous = windows(events, now_us)
@@ -169,7 +177,10 @@ class Journeys:
             conversion_count=sum(1 for e in human if e.event_type in CONVERSIONS),
             revenue=sorted(revenue.items()),
             milestones=milestones(
-                events, identified, [(a["anonymous_id"], a["t"]) for a in aliases if a["t"]]
+                events,
+                identified,
+                [(a["anonymous_id"], a["t"]) for a in aliases if a["t"]],
+                outcomes,
             ),
             trend=trend(recent, previous),
             recent=recent,
@@ -178,6 +189,10 @@ class Journeys:
             factors=factors,
             timeline=list(page),
             next_page_token=_encode(page[-1]["t"], page[-1]["id"]) if more and page else "",
+            score=latest["total"] if latest else None,
+            grade=latest["grade"] if latest else 0,
+            temperature=latest["temperature"] if latest else 0,
+            stage=_stage(outcomes, latest),
         )
 
 
@@ -200,6 +215,71 @@ async def _subject(
         tenant_id,
         anonymous_id,
     )
+
+
+_US = "(extract(epoch FROM {}) * 1000000)::int8"
+
+
+async def _outcomes(
+    conn: asyncpg.Connection, tenant_id: str, lead_id: str | None
+) -> tuple[list[Outcome], asyncpg.Record | None]:
+    """The lead's stage changes, threshold crossings and routes (as milestones) and its
+    latest score, from the events of scoring and routing."""
+    if not lead_id:
+        return [], None
+    args = (tenant_id, lead_id)
+    stages = await conn.fetch(
+        f"SELECT event_id, {_US.format('occurred_at')} AS t, from_stage, to_stage"
+        " FROM stage_changes WHERE tenant_id = $1 AND lead_id = $2",
+        *args,
+    )
+    crossings = await conn.fetch(
+        f"SELECT event_id, {_US.format('occurred_at')} AS t, dimension, from_value, to_value,"
+        " total FROM threshold_crossings WHERE tenant_id = $1 AND lead_id = $2",
+        *args,
+    )
+    routes = await conn.fetch(
+        f"SELECT event_id, {_US.format('occurred_at')} AS t, brand_id"
+        " FROM routes WHERE tenant_id = $1 AND lead_id = $2",
+        *args,
+    )
+    latest = await conn.fetchrow(
+        "SELECT total, grade, temperature, stage FROM lead_scores"
+        " WHERE tenant_id = $1 AND lead_id = $2",
+        *args,
+    )
+    out = [
+        Outcome(MilestoneKind.STAGE_CHANGED, r["event_id"], r["t"], r["from_stage"], r["to_stage"])
+        for r in stages
+    ]
+    out += [
+        Outcome(
+            MilestoneKind.THRESHOLD_CROSSED,
+            r["event_id"],
+            r["t"],
+            r["from_value"],
+            r["to_value"],
+            r["dimension"] == 1,
+            r["total"],
+        )
+        for r in crossings
+    ]
+    out += [
+        Outcome(MilestoneKind.ROUTED, r["event_id"], r["t"], brand_id=r["brand_id"]) for r in routes
+    ]
+    return out, latest
+
+
+def _stage(outcomes: list[Outcome], latest: asyncpg.Record | None) -> int:
+    """The current stage: the chain of stage changes, else the latest score's."""
+    changes = [
+        Transition("", o.before, o.after, o.time_us, 0, o.event_id)
+        for o in outcomes
+        if o.kind is MilestoneKind.STAGE_CHANGED
+    ]
+    if changes:
+        return current_stage(changes)
+    return int(latest["stage"]) if latest else 0
 
 
 def _encode(time_us: int, row_id: int) -> str:

@@ -197,7 +197,10 @@ _MILESTONES = {
     MilestoneKind.IDENTIFIED: rt.MILESTONE_KIND_IDENTIFIED,
     MilestoneKind.ALIASED: rt.MILESTONE_KIND_ALIASED,
     MilestoneKind.FIRST_TOUCH: rt.MILESTONE_KIND_FIRST_TOUCH,
+    MilestoneKind.STAGE_CHANGED: rt.MILESTONE_KIND_STAGE_CHANGED,
+    MilestoneKind.THRESHOLD_CROSSED: rt.MILESTONE_KIND_THRESHOLD_CROSSED,
     MilestoneKind.CONVERSION: rt.MILESTONE_KIND_CONVERSION,
+    MilestoneKind.ROUTED: rt.MILESTONE_KIND_ROUTED,
     MilestoneKind.FIRST_MEETING: rt.MILESTONE_KIND_FIRST_MEETING,
 }
 _TRENDS = {
@@ -221,6 +224,11 @@ def journey_response(a: JourneyAnswer) -> pb.GetJourneyResponse:
         previous_event_count=a.previous,
         churn_risk=a.churn_risk,
     )
+    if a.score is not None:
+        out.score = a.score
+        out.grade = a.grade  # type: ignore[assignment]
+        out.temperature = a.temperature  # type: ignore[assignment]
+    out.stage = a.stage  # type: ignore[assignment]
     if a.first_seen_us is not None and a.last_seen_us is not None:
         out.first_seen.CopyFrom(timestamp(a.first_seen_us))
         out.last_seen.CopyFrom(timestamp(a.last_seen_us))
@@ -231,6 +239,8 @@ def journey_response(a: JourneyAnswer) -> pb.GetJourneyResponse:
             description=m.description,
             event_id=m.event_id,
             brand_id=m.brand_id,
+            stage=m.stage,
+            grade=m.grade,
         )
         if m.value is not None and m.currency:
             row.value.CopyFrom(money(m.currency, m.value))

@@ -41,7 +41,10 @@ class MilestoneKind(enum.Enum):
     IDENTIFIED = 2
     ALIASED = 3
     FIRST_TOUCH = 4
+    STAGE_CHANGED = 5
+    THRESHOLD_CROSSED = 6
     CONVERSION = 7
+    ROUTED = 8
     FIRST_MEETING = 10
 
 
@@ -67,6 +70,64 @@ class Milestone:
     brand_id: str = ""
     currency: str = ""
     value: Decimal | None = None
+    stage: int = 0  # LifecycleStage, for STAGE_CHANGED
+    grade: int = 0  # Grade after the change, for THRESHOLD_CROSSED
+
+
+STAGE_NAMES = {
+    1: "new",
+    2: "contacted",
+    3: "qualified",
+    4: "engaged",
+    5: "opportunity",
+    6: "customer",
+    7: "churned",
+    8: "lost",
+}
+GRADE_NAMES = {1: "A+", 2: "A", 3: "B+", 4: "B", 5: "C+", 6: "C", 7: "D"}
+TEMPERATURE_NAMES = {1: "cold", 2: "warm", 3: "hot"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A scoring or routing event of the lead: a stage change, a threshold crossing or a
+    route."""
+
+    kind: MilestoneKind
+    event_id: str
+    time_us: int
+    before: int = 0  # stage, grade or temperature before
+    after: int = 0  # ... after
+    grade_dimension: bool = True  # crossings: grade (else temperature)
+    score: float = 0.0
+    brand_id: str = ""  # routes: the target brand
+
+
+def outcome_milestones(outcomes: Sequence[Outcome]) -> list[Milestone]:
+    """Milestones of stage changes, threshold crossings and routes."""
+    out = []
+    for o in outcomes:
+        if o.kind is MilestoneKind.STAGE_CHANGED:
+            text = (
+                f"Moved from {STAGE_NAMES.get(o.before, '?')} to {STAGE_NAMES.get(o.after, '?')}"
+                if o.before
+                else f"Entered {STAGE_NAMES.get(o.after, '?')}"
+            )
+            out.append(Milestone(o.kind, o.time_us, text, o.event_id, stage=o.after))
+        elif o.kind is MilestoneKind.THRESHOLD_CROSSED:
+            names = GRADE_NAMES if o.grade_dimension else TEMPERATURE_NAMES
+            what = "Grade" if o.grade_dimension else "Temperature"
+            text = (
+                f"{what} {names.get(o.before, '?')} -> {names.get(o.after, '?')}"
+                f" (score {o.score:.0f})"
+            )
+            grade = o.after if o.grade_dimension else 0
+            out.append(Milestone(o.kind, o.time_us, text, o.event_id, grade=grade))
+        else:
+            out.append(
+                Milestone(o.kind, o.time_us, f"Routed to {o.brand_id}", o.event_id, o.brand_id)
+            )
+    return out
 
 
 def trend(recent: int, previous: int) -> Trend:
@@ -153,6 +214,7 @@ def milestones(
     events: Sequence[JourneyEvent],
     identified_us: int | None,
     aliases: Sequence[tuple[str, int]],  # (anonymous id, when merged)
+    outcomes: Sequence[Outcome] = (),
 ) -> list[Milestone]:
     """Milestones, oldest first: first seen, identified, aliases, first touch, each
     conversion, first meeting."""
@@ -215,5 +277,6 @@ def milestones(
                 meeting.brand_id,
             )
         )
+    out += outcome_milestones(outcomes)
     out.sort(key=lambda m: (m.time_us, m.kind.value))
     return out
