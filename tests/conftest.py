@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import hypothesis
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -34,6 +35,11 @@ from leadflow_platform.embedded import EmbeddedNats, EmbeddedPostgres  # noqa: E
 from leadflow_platform.logging import configure_logging  # noqa: E402
 from leadflow_platform.settings import Settings  # noqa: E402
 from leadflow_platform.telemetry import configure_tracing  # noqa: E402
+
+# Property tests check outcomes, not speed: on a busy 2-core machine one example can take
+# longer than hypothesis's default 200 ms deadline.
+hypothesis.settings.register_profile("leadflow", deadline=None)
+hypothesis.settings.load_profile("leadflow")
 
 # JetStream reserves every stream's cap on disk; tests create many streams at once, on
 # machines whose disks may be small.
