@@ -107,6 +107,11 @@ class Consumer:
         self._pool = pool
         self._bus = bus
         self._wire_name = bus.consumer_name(spec.durable)
+        # nats-server before 2.10 ignores a consumer's list of filter subjects and delivers
+        # the whole stream: what the consumer did not ask for is acknowledged and skipped.
+        wanted = [bus.subject(s) for s in spec.filter_subjects]
+        exact = not any("*" in s or ">" in s for s in wanted)
+        self._wanted = frozenset(wanted) if exact else frozenset()
         self.applied = 0  # messages this process applied (for tests and metrics)
 
     async def provision(self) -> None:
@@ -142,6 +147,7 @@ class Consumer:
                     if stop.is_set():
                         break
                     raise
+                messages = await self._without_unwanted(messages)
                 if isinstance(self._handler, BatchHandler) and len(messages) > 1:
                     await self._process_batches(messages, self._handler, stop)
                     continue
@@ -158,6 +164,17 @@ class Consumer:
                 await advisory.unsubscribe()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _without_unwanted(self, messages: list[Msg]) -> list[Msg]:
+        if not self._wanted:
+            return messages
+        kept = []
+        for msg in messages:
+            if msg.subject in self._wanted:
+                kept.append(msg)
+            else:
+                await msg.ack()
+        return kept
 
     async def process(self, msg: Msg) -> None:
         headers = dict(msg.headers or {})
