@@ -4,31 +4,20 @@ still in the stream never bring them back, and the outbox and dead letters clean
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Iterable
 
 import asyncpg
 from google.protobuf.message import DecodeError, Message
 
 from leadflow.ingest.v1 import events_pb2 as ingest_events
+from leadflow_platform.erased import ErasedIdentifiers
 from leadflow_platform.nats.registry import UnknownSubject, message_type
 from leadflow_scoring.db import repository as repo
 
 
 class ErasedSubjects:
     def __init__(self) -> None:
-        self._secrets: dict[str, bytes] = {}
-
-    async def _secret(self, conn: asyncpg.Connection, tenant_id: str) -> bytes:
-        secret = self._secrets.get(tenant_id)
-        if secret is None:
-            secret = self._secrets[tenant_id] = await repo.tenant_secret(conn, tenant_id)
-        return secret
-
-    @staticmethod
-    def _hash(secret: bytes, key: str) -> bytes:
-        return hmac.new(secret, key.encode(), hashlib.sha256).digest()
+        self._erased = ErasedIdentifiers()
 
     async def blocked(
         self,
@@ -38,13 +27,10 @@ class ErasedSubjects:
         anonymous_ids: Iterable[str],
     ) -> tuple[set[str], set[str]]:
         """The given ids that were erased: (lead ids, anonymous ids)."""
-        secret = await self._secret(conn, tenant_id)
-        keys = {self._hash(secret, f"lead:{i}"): ("lead", i) for i in lead_ids if i}
-        keys.update({self._hash(secret, f"anon:{i}"): ("anon", i) for i in anonymous_ids if i})
-        found = await repo.erased_among(conn, tenant_id, list(keys))
-        leads = {keys[h][1] for h in found if keys[h][0] == "lead"}
-        anons = {keys[h][1] for h in found if keys[h][0] == "anon"}
-        return leads, anons
+        leads = {f"lead:{i}": i for i in lead_ids if i}
+        anons = {f"anon:{i}": i for i in anonymous_ids if i}
+        found = await self._erased.erased(conn, tenant_id, [*leads, *anons])
+        return {leads[k] for k in found if k in leads}, {anons[k] for k in found if k in anons}
 
     async def erase(
         self,
@@ -59,12 +45,8 @@ class ErasedSubjects:
         for anonymous_id, lead_id in await repo.aliases_touching(conn, tenant_id, leads, anons):
             leads.add(lead_id)
             anons.add(anonymous_id)
-        secret = await self._secret(conn, tenant_id)
-        await repo.block_identifiers(
-            conn,
-            tenant_id,
-            [self._hash(secret, f"lead:{i}") for i in sorted(leads)]
-            + [self._hash(secret, f"anon:{i}") for i in sorted(anons)],
+        await self._erased.remember(
+            conn, tenant_id, [f"lead:{i}" for i in leads] + [f"anon:{i}" for i in anons]
         )
         counts = await repo.delete_subjects(conn, tenant_id, leads, anons)
         for table in ("outbox", "dead_letters"):

@@ -4,7 +4,6 @@ row. Every statement filters by tenant."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -752,43 +751,6 @@ async def release_job(conn: asyncpg.Connection, job_id: str, owner: str) -> None
 
 
 # Erasure --------------------------------------------------------------------------------
-
-
-async def tenant_secret(conn: asyncpg.Connection, tenant_id: str) -> bytes:
-    """The tenant's key for hashing erased identifiers (created on first use)."""
-    await conn.execute(
-        "INSERT INTO tenant_secrets (tenant_id, secret) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        tenant_id,
-        secrets.token_bytes(32),
-    )
-    return bytes(
-        await conn.fetchval("SELECT secret FROM tenant_secrets WHERE tenant_id = $1", tenant_id)
-    )
-
-
-async def erased_among(
-    conn: asyncpg.Connection, tenant_id: str, hashes: Sequence[bytes]
-) -> set[bytes]:
-    if not hashes:
-        return set()
-    rows = await conn.fetch(
-        "SELECT identifier_hash FROM erased_identifiers"
-        " WHERE tenant_id = $1 AND identifier_hash = ANY($2::bytea[])",
-        tenant_id,
-        list(hashes),
-    )
-    return {bytes(r["identifier_hash"]) for r in rows}
-
-
-async def block_identifiers(
-    conn: asyncpg.Connection, tenant_id: str, hashes: Sequence[bytes]
-) -> None:
-    await conn.execute(
-        "INSERT INTO erased_identifiers (tenant_id, identifier_hash)"
-        " SELECT $1, h FROM unnest($2::bytea[]) AS h ON CONFLICT DO NOTHING",
-        tenant_id,
-        list(hashes),
-    )
 
 
 async def aliases_touching(
