@@ -15,7 +15,11 @@ core of a 2-core machine), against the same PostgreSQL and NATS, as `leadflow up
    lead's scoring.score.changed (whose causation id is the event) arrives on the bus; the
    baseline is the same event's ingest latency (until its ingest.event.recorded arrives).
    Target: p99 below 250 ms, and no growing lag (the rescoring of the last batch arrives
-   within the same bound).
+   within the same bound). Scoring applies the messages of a fetch together, so an event
+   applied with a later event of its lead is announced under the later one's id and has
+   no sample of its own (a few percent of events at this rate).
+
+For where scoring's CPU goes, bench/_scoring_profile.py drives its handler in one process.
 """
 
 from __future__ import annotations
