@@ -92,6 +92,8 @@ async def test_kill_9_mid_stream_loses_nothing_acknowledged_and_doubles_nothing(
                         assert reply.accepted + reply.duplicate == len(batch.events)
                         acknowledged.update(r.event_id for r in reply.results)
                         break
+                    # Paced, so that the kills below land while batches are in flight.
+                    await asyncio.sleep(0.1)
 
         senders = [asyncio.create_task(sender(batches[i::3])) for i in range(3)]
         while not all(s.done() for s in senders) and kills < 4:
