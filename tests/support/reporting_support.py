@@ -500,3 +500,52 @@ async def full_suite(settings: Settings) -> AsyncIterator[FullSuite]:
         runtime = await stack.enter_async_context(running(REPORTING_SPEC, settings))
         channel = await stack.enter_async_context(open_channel(f"127.0.0.1:{runtime.port}"))
         yield FullSuite(upstream, runtime, reporting_service_pb2_grpc.ReportingServiceStub(channel))
+
+
+# ---------------------------------------------------------------------------------------
+# KPI alerts
+# ---------------------------------------------------------------------------------------
+
+
+class MovableClock:
+    """A reporting clock (leadflow_reporting.app.spec(clock)): the real time until a test
+    sets `now` to close alert periods without waiting for them."""
+
+    def __init__(self) -> None:
+        self.now: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.now or datetime.now(UTC)
+
+
+async def published_alerts(settings: Settings) -> list[tuple[str, Any]]:
+    """Every `reporting.alert.raised` message in the REPORTING stream, in stream order:
+    (Nats-Msg-Id, decoded AlertRaised)."""
+    import nats
+    import nats.js.errors
+
+    from leadflow.reporting.v1 import events_pb2 as reporting_events
+    from leadflow_platform.nats import headers as h
+    from leadflow_platform.nats.streams import BusNames
+
+    names = BusNames(settings.bus_namespace)
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = nc.jetstream()
+        stream = names.stream("REPORTING")
+        info = await js.stream_info(stream)
+        out: list[tuple[str, Any]] = []
+        if info.state.messages == 0:
+            return out
+        for seq in range(max(info.state.first_seq, 1), info.state.last_seq + 1):
+            try:
+                msg = await js.get_msg(stream, seq)
+            except nats.js.errors.NotFoundError:
+                continue
+            if names.logical_subject(msg.subject or "") != "reporting.alert.raised":
+                continue
+            decoded = reporting_events.AlertRaised.FromString(msg.data or b"")
+            out.append(((msg.headers or {}).get(h.MSG_ID, ""), decoded))
+        return out
+    finally:
+        await nc.close()

@@ -161,7 +161,7 @@ def paths_response(answer: PathsAnswer) -> pb.GetPathsResponse:
     out.sessions.average_events_per_session = s.events_per_session
     out.sessions.sessions_with_page_views = s.with_page_views
     out.sessions.bounced_sessions = s.bounced
-    out.sessions.bounce_rate = s.bounced / s.with_page_views if s.with_page_views else 0.0
+    out.sessions.bounce_rate = s.bounce_rate
     return out
 
 

@@ -13,6 +13,9 @@ from leadflow.reporting.v1 import reporting_service_pb2 as pb
 from leadflow.reporting.v1 import reporting_service_pb2_grpc
 from leadflow_platform.errors import FieldViolation, InvalidArgument, ServiceError
 from leadflow_platform.grpc import current_principal
+from leadflow_reporting.alerts import Alerts
+from leadflow_reporting.api import alert_mapping as am
+from leadflow_reporting.api import alert_requests as ar
 from leadflow_reporting.api import business_mapping as bm
 from leadflow_reporting.api import business_requests as br
 from leadflow_reporting.api import export_mapping, mapping, requests
@@ -48,6 +51,7 @@ class Reports:
     journeys: Journeys
     retention: Retention
     business: BusinessReports
+    alerts: Alerts
 
 
 def _now_us() -> int:
@@ -177,7 +181,10 @@ class ReportingServicer(reporting_service_pb2_grpc.ReportingServiceServicer):
         if request.compare_previous:
             previous = (2 * start - end, start)
             before = await portfolio.run(tenant_id, *previous, brand_ids)
-        return bm.portfolio_response(now, before, previous)
+        out = bm.portfolio_response(now, before, previous)
+        alerts = await self._reports.alerts.in_range(tenant_id, start, end, brand_ids)
+        out.alerts.extend(am.kpi_alert(a) for a in alerts)
+        return out
 
     # Reports of later slices.
     async def GetWeeklyReport(self, request, context):
@@ -191,10 +198,24 @@ class ReportingServicer(reporting_service_pb2_grpc.ReportingServiceServicer):
             yield message
 
     async def PutAlertConfig(self, request, context):
-        raise NotBuiltYet("PutAlertConfig")
+        draft, expected = ar.put_config(request)
+        config = await self._reports.alerts.put_config(
+            current_principal().tenant_id, draft, expected, _now_us()
+        )
+        return pb.PutAlertConfigResponse(config=am.config_to_proto(config))
 
     async def GetAlertConfig(self, request, context):
-        raise NotBuiltYet("GetAlertConfig")
+        version = ar.get_config(request)
+        config = await self._reports.alerts.get_config(current_principal().tenant_id, version)
+        return pb.GetAlertConfigResponse(config=am.config_to_proto(config))
 
     async def ListAlerts(self, request, context):
-        raise NotBuiltYet("ListAlerts")
+        query = ar.list_alerts(request)
+        found, more = await self._reports.alerts.page(current_principal().tenant_id, query)
+        out = pb.ListAlertsResponse(alerts=[am.kpi_alert(a) for a in found])
+        if more and found:
+            last = found[-1]
+            out.page.next_page_token = ar.page_token(
+                query.fingerprint, last.raised_at_us, last.alert_id
+            )
+        return out

@@ -393,3 +393,28 @@ async def portfolio(conn: asyncpg.Connection, tenant_id: str, w: Window) -> dict
 
 def as_decimal(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value or 0))
+
+
+async def turned_hot(conn: asyncpg.Connection, tenant_id: str, w: Window) -> int:
+    """Leads whose temperature rose to hot in the window (of the window's home brands)."""
+    p = Params([tenant_id])
+    where = [
+        "c.tenant_id = $1",
+        "c.dimension = 2",  # temperature
+        "c.direction = 1",  # up
+        "c.to_value = 3",  # hot
+        f"c.occurred_at >= {p.add(w.start, 'timestamptz')}",
+        f"c.occurred_at < {p.add(w.end, 'timestamptz')}",
+    ]
+    if w.brand_ids:
+        where.append(
+            "COALESCE(NULLIF(s.home_brand_id, ''), c.home_brand_id, '')"
+            f" = ANY({p.add(list(w.brand_ids), 'text[]')})"
+        )
+    n: int = await conn.fetchval(
+        "SELECT count(DISTINCT c.lead_id) FROM threshold_crossings c LEFT JOIN subjects s"
+        " ON s.tenant_id = c.tenant_id AND s.lead_id = c.lead_id"
+        f" WHERE {' AND '.join(where)}",
+        *p.values,
+    )
+    return n

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from leadflow_reporting.db.repository import ACTIVE_WINDOW
+from leadflow_reporting.db.repository import ACTIVE_WINDOW, ROLLUP_LEVELS
 from leadflow_reporting.db.selection import CUSTOM, Params
 from leadflow_reporting.domain.query import RealTimeQuery
 
@@ -123,3 +123,13 @@ async def active(
     )
     assert row is not None
     return row["sessions"], row["subjects"]
+
+
+RETENTION_DELETES = {
+    table: f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table}"
+    f" WHERE tenant_id = $1 AND level = ANY('{{{','.join(map(str, ROLLUP_LEVELS))}}}'::int2[])"
+    " AND bucket_start < $2 LIMIT $3))"
+    for table in ("rollup_counts", "rollup_conversions", "rollup_latency")
+}
+"""Statements ($1 tenant, $2 cutoff, $3 slice size) deleting one slice of rollup buckets
+that started before the cutoff (each level is its own stretch of the primary key)."""

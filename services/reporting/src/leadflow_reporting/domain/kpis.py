@@ -1,15 +1,39 @@
-"""KPI changes of one period against the previous one of the same length."""
+"""The KPIs (leadflow.reporting.v1.Kpi) and their changes of one period against the previous
+one of the same length."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 
-# leadflow.reporting.v1.Kpi values the reports compare.
+# leadflow.reporting.v1.Kpi values.
 LEADS, CONVERSIONS, CONVERSION_RATE, REVENUE = 1, 2, 3, 4
-ACTIVE_SUBJECTS, HOT_LEADS, ROUTED_LEADS, SLA_BREACHES = 7, 12, 13, 14
-BOUNCE_RATE = 9
+MRR, ARR, ACTIVE_SUBJECTS, SESSIONS = 5, 6, 7, 8
+BOUNCE_RATE, EMAIL_OPEN_RATE, EMAIL_CLICK_RATE = 9, 10, 11
+HOT_LEADS, ROUTED_LEADS, SLA_BREACHES = 12, 13, 14
+ALL = tuple(range(LEADS, SLA_BREACHES + 1))
 LOWER_IS_BETTER = frozenset({BOUNCE_RATE, SLA_BREACHES})
+# Amounts of money (one currency); the other KPIs are numbers.
+MONEY = frozenset({REVENUE, MRR, ARR})
+# Shares, 0..1.
+RATES = frozenset({CONVERSION_RATE, BOUNCE_RATE, EMAIL_OPEN_RATE, EMAIL_CLICK_RATE})
+# How a sentence names each KPI, and whether it takes "were" (plural) or "was".
+NAMES: dict[int, tuple[str, bool]] = {
+    LEADS: ("leads", True),
+    CONVERSIONS: ("conversions", True),
+    CONVERSION_RATE: ("conversion rate", False),
+    REVENUE: ("revenue", False),
+    MRR: ("MRR", False),
+    ARR: ("ARR", False),
+    ACTIVE_SUBJECTS: ("active subjects", True),
+    SESSIONS: ("sessions", True),
+    BOUNCE_RATE: ("bounce rate", False),
+    EMAIL_OPEN_RATE: ("email open rate", False),
+    EMAIL_CLICK_RATE: ("email click rate", False),
+    HOT_LEADS: ("hot leads", True),
+    ROUTED_LEADS: ("routed leads", True),
+    SLA_BREACHES: ("SLA breaches", True),
+}
 UP, DOWN, FLAT = 1, 2, 3
 
 

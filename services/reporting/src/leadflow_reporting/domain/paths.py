@@ -103,6 +103,11 @@ class SessionFigures:
     with_page_views: int
     bounced: int
 
+    @property
+    def bounce_rate(self) -> float:
+        """Bounced sessions over sessions with a page view (0 without any)."""
+        return self.bounced / self.with_page_views if self.with_page_views else 0.0
+
 
 def session_figures(rows: SessionRows) -> SessionFigures:
     first = _starts(rows.session)

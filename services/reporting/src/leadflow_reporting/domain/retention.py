@@ -51,7 +51,8 @@ def _us(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _next(day: date, period: Period) -> date:
+def next_period_day(day: date, period: Period) -> date:
+    """The first day of the period after the one starting on `day`."""
     if period is Period.DAY:
         return day + timedelta(days=1)
     if period is Period.WEEK:
@@ -59,7 +60,8 @@ def _next(day: date, period: Period) -> date:
     return date(day.year + (day.month == 12), day.month % 12 + 1, 1)
 
 
-def _period_of(day: date, period: Period) -> date:
+def period_day(day: date, period: Period) -> date:
+    """The first day of the day's period (ISO weeks start on Monday)."""
     if period is Period.WEEK:
         return day - timedelta(days=day.weekday())
     if period is Period.MONTH:
@@ -71,7 +73,7 @@ def boundaries(start_us: int, end_us: int, extra: int, period: Period, zone: Zon
     """Starts of the periods that start in [start, end) (the cohorts), then `extra` more
     period starts after them (the later periods and the end of the last one)."""
     local = (_EPOCH + timedelta(microseconds=start_us)).astimezone(zone).date()
-    day = _period_of(local, period)
+    day = period_day(local, period)
     out: list[int] = []
     cohorts = 0
     while True:
@@ -81,10 +83,10 @@ def boundaries(start_us: int, end_us: int, extra: int, period: Period, zone: Zon
         if t >= start_us:
             out.append(t)
             cohorts += 1
-        day = _next(day, period)
+        day = next_period_day(day, period)
     for _ in range(extra):
         out.append(_us(datetime.combine(day, time(0), tzinfo=zone)))
-        day = _next(day, period)
+        day = next_period_day(day, period)
     return np.asarray(out, dtype=np.int64)
 
 
