@@ -29,6 +29,7 @@ from leadflow_reporting.domain.export_format import Chunker, Json, Row, encoder,
 from leadflow_reporting.funnels import Funnels
 from leadflow_reporting.paths import Paths
 from leadflow_reporting.realtime import RealTime
+from leadflow_reporting.report_exports import ReportExports
 from leadflow_reporting.retention import Retention
 
 log = get_logger(__name__)
@@ -63,8 +64,10 @@ class Exports:
         real_time: RealTime,
         paths: Paths,
         retention: Retention,
+        report_exports: ReportExports | None = None,
     ) -> None:
         self._context = context
+        self._report_exports = report_exports
         self._funnels = funnels
         self._real_time = real_time
         self._paths = paths
@@ -79,6 +82,7 @@ class Exports:
             reports.real_time,
             reports.paths,
             reports.retention,
+            report_exports=ReportExports.of(reports),
         )
 
     async def stream(
@@ -165,6 +169,8 @@ class Exports:
             if subject is None:
                 raise NotFound("no such subject")
             return query.columns, self._events(tenant_id, query)
+        if plan.kind in em.export_reports.KINDS and self._report_exports is not None:
+            return await self._report_exports.source(tenant_id, plan)
         columns, rows = await self._report(tenant_id, plan, now_us)
         return columns, _once(rows)
 

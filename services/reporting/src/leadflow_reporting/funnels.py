@@ -10,6 +10,7 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -33,6 +34,8 @@ from leadflow_reporting.domain.query import FunnelQuery
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+# Drop-offs an export reads at a time.
+DROP_OFF_BATCH = 2_000
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,51 @@ class Funnels:
             len(hit),
             token,
         )
+
+    async def every_drop_off(
+        self,
+        tenant_id: str,
+        query: FunnelQuery,
+        step_index: int,
+        breakdown_value: str | None,
+        batch: int = DROP_OFF_BATCH,
+    ) -> AsyncIterator[DropOffPage]:
+        """Every drop-off of the step, in the order of the list, a batch at a time (exports):
+        the funnel is computed once and the subjects read batch by batch in its snapshot."""
+        async with (
+            self._context.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            entries, values = await self._entries(conn, tenant_id, query)
+            members: I64 | None = None
+            if breakdown_value is not None and values is not None:
+                members = np.flatnonzero(np.asarray(values, dtype=object) == breakdown_value)
+            hit, when = dropped(entries, step_index, members)
+            start = 0
+            while start < len(hit):
+                # Whole runs of equal times, which sort among themselves by subject id.
+                stop = int(np.searchsorted(when, when[min(start + batch, len(hit)) - 1], "right"))
+                window = hit[start:stop]
+                info = await repo.subject_info(conn, tenant_id, entries.subject[window].tolist())
+                found = sorted(
+                    (int(when[start + i]), info[int(entries.subject[e])].key, int(e))
+                    for i, e in enumerate(window.tolist())
+                    if int(entries.subject[e]) in info
+                )
+                yield DropOffPage(
+                    [
+                        DropOff(
+                            info[int(entries.subject[e])],
+                            step_index - 1,
+                            t,
+                            values[e] if values is not None else "",
+                        )
+                        for t, _, e in found
+                    ],
+                    len(hit),
+                    "",
+                )
+                start = stop
 
 
 def _event_type_name(tagged: str) -> str:

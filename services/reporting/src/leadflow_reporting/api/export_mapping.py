@@ -18,7 +18,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from leadflow.common.v1 import event_type_pb2, money_pb2
 from leadflow.reporting.v1 import reporting_service_pb2 as pb
 from leadflow_platform.errors import FieldViolation, InvalidArgument, ServiceError
-from leadflow_reporting.api import requests
+from leadflow_reporting.api import export_reports, requests
 from leadflow_reporting.api.validation import ID_MAX, _selector, funnel_query, time_range
 from leadflow_reporting.db.export_events import EventsQuery
 from leadflow_reporting.domain.export_format import Format, Row, decimal_text
@@ -116,7 +116,7 @@ def plan(request: pb.ExportRequest, now_us: int) -> ExportPlan:
     if kind is None:
         bad.append(FieldViolation("what", "one of events or a report is required"))
         raise InvalidArgument(*bad)
-    if kind not in BUILT:
+    if kind not in BUILT and kind not in export_reports.KINDS:
         raise NotExportable(kind)
     message = getattr(request, kind)
     query: Any = None
@@ -147,6 +147,8 @@ def plan(request: pb.ExportRequest, now_us: int) -> ExportPlan:
             unpaged.ClearField("page")
             query = requests.journey_query(unpaged)
             start_us, end_us = query.start_us, query.end_us
+        elif kind in export_reports.KINDS:
+            query, start_us, end_us = export_reports.plan(kind, message)
     except InvalidArgument as exc:
         bad += _prefixed(exc, kind)
     if bad:

@@ -3,6 +3,7 @@ Every violation names its field; all are reported at once."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from leadflow.common.v1 import event_type_pb2
@@ -14,10 +15,11 @@ from leadflow_reporting.api.validation import (
     ID_MAX,
     NAME_MAX,
     _selector,
+    funnel_query,
     time_range,
 )
 from leadflow_reporting.domain.paths import PathsQuery
-from leadflow_reporting.domain.query import RealTimeQuery, Selector
+from leadflow_reporting.domain.query import FunnelQuery, RealTimeQuery, Selector
 from leadflow_reporting.domain.realtime import (
     DAY_MINUTES,
     MINUTE_US,
@@ -25,6 +27,9 @@ from leadflow_reporting.domain.realtime import (
     valid_bucket_minutes,
 )
 from leadflow_reporting.domain.retention import Period, RetentionQuery
+from leadflow_reporting.funnels import DEFAULT_PAGE_SIZE as DEFAULT_DROP_OFF_PAGE
+from leadflow_reporting.funnels import MAX_PAGE_SIZE as MAX_DROP_OFF_PAGE
+from leadflow_reporting.funnels import fingerprint
 from leadflow_reporting.journeys import DEFAULT_PAGE_SIZE as DEFAULT_JOURNEY_PAGE
 from leadflow_reporting.journeys import MAX_PAGE_SIZE as MAX_JOURNEY_PAGE
 from leadflow_reporting.journeys import JourneyQuery
@@ -231,4 +236,49 @@ def journey_query(request: pb.GetJourneyRequest) -> JourneyQuery:
         hide_machine=request.hide_machine_events,
         page_size=size or DEFAULT_JOURNEY_PAGE,
         page_token=request.page.page_token,
+    )
+
+
+@dataclass(frozen=True)
+class DropOffsQuery:
+    funnel: FunnelQuery
+    step_index: int
+    breakdown_value: str | None  # None: every subject
+    page_size: int
+    fingerprint: str  # what a page token is tied to
+
+
+def drop_offs_query(request: pb.ListFunnelDropOffsRequest, *, paged: bool = True) -> DropOffsQuery:
+    """ListFunnelDropOffs's question (the page size is checked only when `paged`)."""
+    bad: list[FieldViolation] = []
+    query = None
+    if not request.HasField("funnel"):
+        bad.append(FieldViolation("funnel", "is required"))
+    else:
+        try:
+            query = funnel_query(request.funnel)
+        except InvalidArgument as exc:
+            bad += exc.violations
+    steps = len(request.funnel.steps)
+    if not 1 <= request.step_index < max(steps, 2):
+        bad.append(FieldViolation("step_index", f"must be in 1..{max(steps - 1, 1)}"))
+    if request.HasField("breakdown_value") and not request.funnel.HasField("breakdown"):
+        bad.append(FieldViolation("breakdown_value", "needs funnel.breakdown"))
+    size = request.page.page_size if paged else 0
+    if not 0 <= size <= MAX_DROP_OFF_PAGE:
+        bad.append(FieldViolation("page.page_size", f"must be in 0..{MAX_DROP_OFF_PAGE}"))
+    if bad:
+        raise InvalidArgument(*bad)
+    assert query is not None
+    value = request.breakdown_value if request.HasField("breakdown_value") else None
+    return DropOffsQuery(
+        query,
+        request.step_index,
+        value,
+        size or DEFAULT_DROP_OFF_PAGE,
+        fingerprint(
+            request.funnel.SerializeToString(deterministic=True),
+            str(request.step_index).encode(),
+            b"" if value is None else b"=" + value.encode(),
+        ),
     )

@@ -11,19 +11,18 @@ import grpc
 from leadflow.reporting.v1 import report_types_pb2 as rt
 from leadflow.reporting.v1 import reporting_service_pb2 as pb
 from leadflow.reporting.v1 import reporting_service_pb2_grpc
-from leadflow_platform.errors import FieldViolation, InvalidArgument, ServiceError
+from leadflow_platform.errors import InvalidArgument, ServiceError
 from leadflow_platform.grpc import current_principal
 from leadflow_reporting.alerts import Alerts
 from leadflow_reporting.api import alert_mapping as am
 from leadflow_reporting.api import alert_requests as ar
-from leadflow_reporting.api import business_mapping as bm
-from leadflow_reporting.api import business_requests as br
 from leadflow_reporting.api import export_mapping, mapping, requests
 from leadflow_reporting.api.validation import funnel_query
 from leadflow_reporting.business import BusinessReports
+from leadflow_reporting.business_answers import BusinessAnswers
 from leadflow_reporting.domain.query import FunnelQuery
 from leadflow_reporting.export import Exports
-from leadflow_reporting.funnels import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Funnels, fingerprint
+from leadflow_reporting.funnels import Funnels
 from leadflow_reporting.journeys import Journeys
 from leadflow_reporting.paths import Paths
 from leadflow_reporting.realtime import RealTime
@@ -62,6 +61,7 @@ class ReportingServicer(reporting_service_pb2_grpc.ReportingServiceServicer):
     def __init__(self, reports: Reports) -> None:
         self._reports = reports
         self._funnels = reports.funnels
+        self._answers = BusinessAnswers(reports.business, reports.alerts)
 
     async def RunFunnel(self, request, context):
         query = _funnel(request)
@@ -69,36 +69,15 @@ class ReportingServicer(reporting_service_pb2_grpc.ReportingServiceServicer):
         return mapping.funnel_response(answer)
 
     async def ListFunnelDropOffs(self, request, context):
-        bad: list[FieldViolation] = []
-        try:
-            query = _funnel(request)
-        except InvalidArgument as exc:
-            bad += exc.violations
-            query = None
-        steps = len(request.funnel.steps)
-        if not 1 <= request.step_index < max(steps, 2):
-            bad.append(FieldViolation("step_index", f"must be in 1..{max(steps - 1, 1)}"))
-        if request.HasField("breakdown_value") and not request.funnel.HasField("breakdown"):
-            bad.append(FieldViolation("breakdown_value", "needs funnel.breakdown"))
-        size = request.page.page_size
-        if not 0 <= size <= MAX_PAGE_SIZE:
-            bad.append(FieldViolation("page.page_size", f"must be in 0..{MAX_PAGE_SIZE}"))
-        if bad:
-            raise InvalidArgument(*bad)
-        assert query is not None
-        value = request.breakdown_value if request.HasField("breakdown_value") else None
+        q = requests.drop_offs_query(request)
         page = await self._funnels.drop_offs(
             current_principal().tenant_id,
-            query,
-            request.step_index,
-            value,
-            size or DEFAULT_PAGE_SIZE,
+            q.funnel,
+            q.step_index,
+            q.breakdown_value,
+            q.page_size,
             request.page.page_token,
-            fingerprint(
-                request.funnel.SerializeToString(deterministic=True),
-                str(request.step_index).encode(),
-                b"" if value is None else b"=" + value.encode(),
-            ),
+            q.fingerprint,
         )
         return mapping.drop_offs_response(page)
 
@@ -122,69 +101,30 @@ class ReportingServicer(reporting_service_pb2_grpc.ReportingServiceServicer):
         table = await self._reports.retention.run(current_principal().tenant_id, query, _now_us())
         return mapping.retention_response(table, request.period or rt.COHORT_PERIOD_WEEK)
 
+    # The business reports: their answers are shared with Export.
     async def GetLeadQuality(self, request, context):
-        identified, brand_ids = br.lead_quality(request)
-        answer = await self._reports.business.lead_quality.run(
-            current_principal().tenant_id, identified, brand_ids, request.by_brand
-        )
-        return bm.lead_quality_response(answer)
+        return await self._answers.lead_quality(current_principal().tenant_id, request)
 
     async def GetLifecycleFunnel(self, request, context):
-        start, end, brand_ids = br.ranged(request)
-        answer = await self._reports.business.lifecycle.run(
-            current_principal().tenant_id, start, end, brand_ids
-        )
-        return bm.lifecycle_response(answer)
+        return await self._answers.lifecycle_funnel(current_principal().tenant_id, request)
 
     async def GetEngagement(self, request, context):
-        start, end, brand_ids, excluded = br.engagement(request)
-        answer = await self._reports.business.engagement.run(
-            current_principal().tenant_id,
-            start,
-            end,
-            brand_ids,
-            request.include_machine_events,
-            excluded,
-        )
-        return bm.engagement_response(answer)
+        return await self._answers.engagement(current_principal().tenant_id, request)
 
     async def GetAttributionSummary(self, request, context):
-        start, end, brand_ids, models, column, limit, types = br.attribution_summary(request)
-        answer = await self._reports.business.attribution.run(
-            current_principal().tenant_id, start, end, brand_ids, models, column, limit, types
-        )
-        return bm.attribution_response(answer)
+        return await self._answers.attribution_summary(current_principal().tenant_id, request)
 
     async def GetSourceInsights(self, request, context):
-        query = br.source_insights(request)
-        answer = await self._reports.business.insights.run(current_principal().tenant_id, query)
-        return bm.insights_response(answer)
+        return await self._answers.source_insights(current_principal().tenant_id, request)
 
     async def GetBestPostingHour(self, request, context):
-        start, end, brand_ids, selector, path, minimum, tz, by = br.best_posting_hour(request)
-        answer = await self._reports.business.posting.run(
-            current_principal().tenant_id, start, end, brand_ids, selector, path, minimum, tz, by
-        )
-        return bm.posting_response(answer)
+        return await self._answers.best_posting_hour(current_principal().tenant_id, request)
 
     async def GetAbTest(self, request, context):
-        query = br.ab_test(request)
-        answer = await self._reports.business.experiments.run(current_principal().tenant_id, query)
-        return bm.ab_response(answer, query.experiment, query.confidence, query.min_sample)
+        return await self._answers.ab_test(current_principal().tenant_id, request)
 
     async def GetPortfolioMetrics(self, request, context):
-        start, end, brand_ids = br.portfolio(request)
-        tenant_id = current_principal().tenant_id
-        portfolio = self._reports.business.portfolio
-        now = await portfolio.run(tenant_id, start, end, brand_ids)
-        before = previous = None
-        if request.compare_previous:
-            previous = (2 * start - end, start)
-            before = await portfolio.run(tenant_id, *previous, brand_ids)
-        out = bm.portfolio_response(now, before, previous)
-        alerts = await self._reports.alerts.in_range(tenant_id, start, end, brand_ids)
-        out.alerts.extend(am.kpi_alert(a) for a in alerts)
-        return out
+        return await self._answers.portfolio_metrics(current_principal().tenant_id, request)
 
     # Reports of later slices.
     async def GetWeeklyReport(self, request, context):
