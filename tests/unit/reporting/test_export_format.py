@@ -135,6 +135,10 @@ def test_any_range_length_for_events_and_the_page_ignored_for_journeys():
     assert plan.kind == "journey" and plan.format is Format.JSON_LINES
 
 
-def test_reports_of_later_versions_are_unimplemented():
-    with pytest.raises(em.NotExportable, match="lead_quality"):
-        em.plan(pb.ExportRequest(lead_quality=pb.GetLeadQualityRequest()), 0)
+def test_business_reports_and_alerts_are_planned_with_their_rpcs_checks():
+    assert em.plan(pb.ExportRequest(lead_quality=pb.GetLeadQualityRequest()), 0).kind == (
+        "lead_quality"
+    )
+    assert em.plan(pb.ExportRequest(alerts=pb.ListAlertsRequest()), 0).kind == "alerts"
+    with pytest.raises(InvalidArgument, match="lifecycle_funnel.range"):
+        em.plan(pb.ExportRequest(lifecycle_funnel=pb.GetLifecycleFunnelRequest()), 0)
