@@ -22,7 +22,7 @@ from leadflow_platform.errors import InvalidArgument, NotFound
 from leadflow_platform.lifecycle import ServiceContext
 from leadflow_platform.logging import get_logger
 from leadflow_reporting.api import export_mapping as em
-from leadflow_reporting.api import mapping
+from leadflow_reporting.api import mapping, weekly_mapping
 from leadflow_reporting.db import export_events
 from leadflow_reporting.db.export_events import EventsQuery
 from leadflow_reporting.domain.export_format import Chunker, Json, Row, encoder, file_name, header
@@ -31,6 +31,7 @@ from leadflow_reporting.paths import Paths
 from leadflow_reporting.realtime import RealTime
 from leadflow_reporting.report_exports import ReportExports
 from leadflow_reporting.retention import Retention
+from leadflow_reporting.weekly import WeeklyReports
 
 log = get_logger(__name__)
 
@@ -64,10 +65,12 @@ class Exports:
         real_time: RealTime,
         paths: Paths,
         retention: Retention,
+        weekly: WeeklyReports | None = None,
         report_exports: ReportExports | None = None,
     ) -> None:
         self._context = context
         self._report_exports = report_exports
+        self._weekly = weekly
         self._funnels = funnels
         self._real_time = real_time
         self._paths = paths
@@ -82,6 +85,7 @@ class Exports:
             reports.real_time,
             reports.paths,
             reports.retention,
+            WeeklyReports.of(reports),
             report_exports=ReportExports.of(reports),
         )
 
@@ -214,6 +218,9 @@ class Exports:
             return em.RETENTION_COLUMNS, list(
                 em.retention_rows(mapping.retention_response(table, period))
             )
+        if plan.kind == "weekly_report" and self._weekly is not None:
+            weekly = weekly_mapping.weekly_response(await self._weekly.run(tenant_id, q, now_us))
+            return weekly_mapping.WEEKLY_COLUMNS, list(weekly_mapping.weekly_rows(weekly))
         raise AssertionError(f"no export for {plan.kind}")
 
 

@@ -18,10 +18,11 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from leadflow.common.v1 import event_type_pb2, money_pb2
 from leadflow.reporting.v1 import reporting_service_pb2 as pb
 from leadflow_platform.errors import FieldViolation, InvalidArgument, ServiceError
-from leadflow_reporting.api import export_reports, requests
+from leadflow_reporting.api import export_reports, requests, weekly_mapping
 from leadflow_reporting.api.validation import ID_MAX, _selector, funnel_query, time_range
 from leadflow_reporting.db.export_events import EventsQuery
 from leadflow_reporting.domain.export_format import Format, Row, decimal_text
+from leadflow_reporting.domain.weekly import report_week
 
 DEFAULT_CHUNK_BYTES = 65_536
 MIN_CHUNK_BYTES = 1_024
@@ -32,7 +33,7 @@ FORMATS = {
     pb.EXPORT_FORMAT_JSON_LINES: Format.JSON_LINES,
 }
 # Reports the service answers; the other `what` cases are reports of later versions.
-BUILT = ("events", "real_time", "funnel", "paths", "journey", "retention")
+BUILT = ("events", "real_time", "funnel", "paths", "journey", "retention", "weekly_report")
 # EVENT_TYPE_PAGE_VIEW -> "page_view" (custom events: "custom").
 TYPE_NAMES: dict[int, str] = {
     value: name.removeprefix("EVENT_TYPE_").lower()
@@ -149,6 +150,10 @@ def plan(request: pb.ExportRequest, now_us: int) -> ExportPlan:
             start_us, end_us = query.start_us, query.end_us
         elif kind in export_reports.KINDS:
             query, start_us, end_us = export_reports.plan(kind, message)
+        elif kind == "weekly_report":
+            query = weekly_mapping.weekly_query(message, now_us)
+            week = report_week(query.week_start_us, now_us, query.time_zone)
+            start_us, end_us = week.start_us, week.end_us
     except InvalidArgument as exc:
         bad += _prefixed(exc, kind)
     if bad:

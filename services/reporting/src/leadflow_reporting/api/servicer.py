@@ -16,7 +16,7 @@ from leadflow_platform.grpc import current_principal
 from leadflow_reporting.alerts import Alerts
 from leadflow_reporting.api import alert_mapping as am
 from leadflow_reporting.api import alert_requests as ar
-from leadflow_reporting.api import export_mapping, mapping, requests
+from leadflow_reporting.api import export_mapping, mapping, requests, weekly_mapping
 from leadflow_reporting.api.validation import funnel_query
 from leadflow_reporting.business import BusinessReports
 from leadflow_reporting.business_answers import BusinessAnswers
@@ -27,6 +27,7 @@ from leadflow_reporting.journeys import Journeys
 from leadflow_reporting.paths import Paths
 from leadflow_reporting.realtime import RealTime
 from leadflow_reporting.retention import Retention
+from leadflow_reporting.weekly import TENANT_HEADER, WeeklyReports
 
 
 class NotBuiltYet(ServiceError):
@@ -126,9 +127,14 @@ class ReportingServicer(reporting_service_pb2_grpc.ReportingServiceServicer):
     async def GetPortfolioMetrics(self, request, context):
         return await self._answers.portfolio_metrics(current_principal().tenant_id, request)
 
-    # Reports of later slices.
     async def GetWeeklyReport(self, request, context):
-        raise NotBuiltYet("GetWeeklyReport")
+        tenant_id, now_us = current_principal().tenant_id, _now_us()
+        query = weekly_mapping.weekly_query(request, now_us)
+        # The tenant the key speaks for, so `leadflow report weekly` can refuse a key of
+        # another tenant than the one it was asked for.
+        await context.send_initial_metadata(((TENANT_HEADER, tenant_id),))
+        answer = await WeeklyReports.of(self._reports).run(tenant_id, query, now_us)
+        return weekly_mapping.weekly_response(answer)
 
     async def Export(self, request, context):
         now_us = _now_us()
