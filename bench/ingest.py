@@ -102,6 +102,7 @@ async def end_to_end(database_url: str, nats_url: str, events: list[event_pb2.Tr
         "LEADFLOW_NATS_URL": nats_url,
         "LEADFLOW_GRPC_HOST": "127.0.0.1",
         "LEADFLOW_GRPC_PORT": str(port),
+        "LEADFLOW_METRICS_PORT": "0",
         "LEADFLOW_LOG_LEVEL": "warning",
         "LEADFLOW_TRACING": "false",
         "LEADFLOW_INGEST_EVENTS_PER_SECOND": "10000000",

@@ -109,6 +109,7 @@ class Stack:
             "LEADFLOW_NATS_URL": self.nats_url,
             "LEADFLOW_GRPC_HOST": "127.0.0.1",
             "LEADFLOW_GRPC_PORT": str(port),
+            "LEADFLOW_METRICS_PORT": "0",
             "LEADFLOW_LOG_LEVEL": "warning",
             "LEADFLOW_TRACING": "false",
             "LEADFLOW_INGEST_EVENTS_PER_SECOND": "10000000",

@@ -25,6 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import hypothesis
 import pytest
+from opentelemetry import metrics as otel_metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -47,6 +50,9 @@ TEST_STREAM_MAX_BYTES = 64 * 1024**2
 _SPANS = InMemorySpanExporter()
 configure_logging(level="info", fmt="json")
 configure_tracing("tests", processors=[SimpleSpanProcessor(_SPANS)])
+# Services run in this process record their metrics here (cumulative over the session).
+_METRICS = InMemoryMetricReader()
+otel_metrics.set_meter_provider(MeterProvider(metric_readers=[_METRICS]))
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,12 @@ def settings(infra: Infra, database_url: str, bus_namespace: str) -> Settings:
         db_pool_min_size=1,
         stream_max_bytes=TEST_STREAM_MAX_BYTES,
     )
+
+
+@pytest.fixture
+def metric_reader() -> InMemoryMetricReader:
+    """Metrics recorded in this process so far (cumulative: compare before and after)."""
+    return _METRICS
 
 
 @pytest.fixture

@@ -84,3 +84,20 @@ async def open_service_pool(database_url: str, spec: ServiceSpec) -> asyncpg.Poo
     return await create_pool(
         database_url, schema=spec.schema, application_name="leadflow-test", max_size=10
     )
+
+
+def metric_sum(reader: object, name: str, **attributes: str) -> float:
+    """The summed value of metric `name`'s points whose attributes include `attributes`, as
+    an in-memory metric reader holds it now (0 when none)."""
+    data = reader.get_metrics_data()  # type: ignore[attr-defined]
+    total = 0.0
+    wanted = set(attributes.items())
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name != name:
+                    continue
+                for point in metric.data.data_points:
+                    if wanted <= set(dict(point.attributes or {}).items()):
+                        total += getattr(point, "value", getattr(point, "count", 0))
+    return total

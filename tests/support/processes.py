@@ -26,6 +26,8 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
             "LEADFLOW_CONSUMER_BACKOFF_SECONDS": "0.05,0.1,0.2,0.4",
             "LEADFLOW_OUTBOX_POLL_SECONDS": "0.2",
             "LEADFLOW_LOG_FORMAT": "json",
+            # Many services run at once in tests: no fixed scrape port.
+            "LEADFLOW_METRICS_PORT": "0",
         }
     )
     env.update(extra)

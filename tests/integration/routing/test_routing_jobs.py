@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import grpc
 import pytest
-from harness import eventually
+from harness import eventually, metric_sum
 from ingest_support import event, now
 from routing_support import (
     Clock,
@@ -78,8 +78,13 @@ async def _delivered(s):  # type: ignore[no-untyped-def]
 
 
 async def test_a_sink_that_stays_down_is_dead_lettered_with_the_reason(
-    settings, monkeypatch, tmp_path
+    settings, monkeypatch, tmp_path, metric_reader
 ):
+    failures = "leadflow.sink.delivery.failures"
+    before = {
+        final: metric_sum(metric_reader, failures, sink="webhook", final=final)
+        for final in ("true", "false")
+    }
     routing_env(monkeypatch, tmp_path)
     receiver = WebhookReceiver(behaviours=["fail"] * 10)
     async with receiver.serving(), routing_suite(settings) as s:
@@ -93,6 +98,9 @@ async def test_a_sink_that_stays_down_is_dead_lettered_with_the_reason(
         rows = await eventually(dead, timeout=20)
         assert [(r["attempts"], r["last_error"]) for r in rows] == [(3, "webhook: HTTP 500")]
         assert len(receiver.requests) == 3 and not receiver.accepted
+    # Two failed attempts retried, then the final one.
+    assert metric_sum(metric_reader, failures, sink="webhook", final="false") == before["false"] + 2
+    assert metric_sum(metric_reader, failures, sink="webhook", final="true") == before["true"] + 1
 
 
 async def test_sla_breach_reassigns_to_the_next_free_owner(settings, monkeypatch, tmp_path):

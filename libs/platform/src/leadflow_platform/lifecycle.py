@@ -29,6 +29,7 @@ from leadflow_platform.db.migrations_runner import migrate
 from leadflow_platform.db.pool import create_pool
 from leadflow_platform.grpc.server import GrpcServer
 from leadflow_platform.logging import get_logger
+from leadflow_platform.metrics_sampler import sample as sample_metrics
 from leadflow_platform.nats.bus import Bus
 from leadflow_platform.nats.consumer import Consumer, ConsumerSpec, Handler
 from leadflow_platform.nats.outbox import OutboxRelay
@@ -233,6 +234,12 @@ class Runtime:
                         self.settings.outbox_reconcile_seconds,
                         lambda: reconcile_outbox(self.pool, self.bus, stream),
                     )
+            if self.settings.metrics:
+                self.add_periodic(
+                    "metrics-sampler",
+                    self.settings.metrics_sample_seconds,
+                    lambda: sample_metrics(self.pool, self.bus, self._consumers),
+                )
             for background in self._tasks:
                 running[asyncio.create_task(background.run(task_stop))] = background.name
             if shares_port:

@@ -8,6 +8,7 @@ import sys
 
 from leadflow_platform.lifecycle import Runtime
 from leadflow_platform.logging import configure_logging, get_logger
+from leadflow_platform.metrics import configure_metrics
 from leadflow_platform.service import ServiceSpec
 from leadflow_platform.settings import Settings, SettingsError
 from leadflow_platform.telemetry import configure_tracing, shutdown_tracing
@@ -26,6 +27,17 @@ def run_service(spec: ServiceSpec) -> int:
     configure_logging(level=settings.log_level, fmt=settings.log_format, service=spec.name)
     configure_tracing(spec.name, enabled=settings.tracing)
     log = get_logger("leadflow")
+    if settings.metrics:
+        base = spec.default_metrics_port if settings.metrics_port is None else settings.metrics_port
+        worker = int(os.environ.get(WORKER_ENV) or 0)
+        try:
+            port = configure_metrics(
+                spec.name, host=settings.grpc_host, port=base + worker if base else 0
+            )
+        except OSError as exc:
+            log.error("metrics_port_unavailable", port=base + worker, error=str(exc))
+            return 1
+        log.info("metrics_serving", port=port, path="/metrics")
     try:
         asyncio.run(Runtime(spec, settings).run())
     except Exception:

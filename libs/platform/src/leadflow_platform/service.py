@@ -29,6 +29,8 @@ DEFAULT_PORTS = {
     "reporting": 50055,
 }
 SUITE = tuple(DEFAULT_PORTS)
+# Prometheus scrape ports (9464 is OpenTelemetry's usual one; one per service on a host).
+DEFAULT_METRICS_PORTS = {name: 9461 + i for i, name in enumerate(SUITE)}
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class ServiceSpec:
     @property
     def default_port(self) -> int:
         return DEFAULT_PORTS.get(self.name, 50060)
+
+    @property
+    def default_metrics_port(self) -> int:
+        return DEFAULT_METRICS_PORTS.get(self.name, 9470)
 
     @property
     def stream(self) -> StreamSpec | None:

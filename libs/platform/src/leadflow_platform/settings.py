@@ -216,6 +216,25 @@ SETTINGS: dict[str, Setting] = {
         _bool,
         "Record OpenTelemetry spans; exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.",
     ),
+    "metrics": Setting(
+        "LEADFLOW_METRICS",
+        True,
+        _bool,
+        "Serve Prometheus metrics (`/metrics`) on the metrics port.",
+    ),
+    "metrics_port": Setting(
+        "LEADFLOW_METRICS_PORT",
+        None,
+        _port,
+        "Port of the metrics endpoint. Unset: the service's own (ingest 9461 ... reporting"
+        " 9465); 0: any free port. Worker N of LEADFLOW_WORKERS serves on this port + N.",
+    ),
+    "metrics_sample_seconds": Setting(
+        "LEADFLOW_METRICS_SAMPLE_SECONDS",
+        15.0,
+        _positive_float,
+        "How often consumer lag, outbox backlog and dead letters are read for the metrics.",
+    ),
 }
 
 
@@ -245,6 +264,9 @@ class Settings:
     log_format: str
     log_level: str
     tracing: bool
+    metrics: bool
+    metrics_port: int | None
+    metrics_sample_seconds: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -94,16 +94,21 @@ def run(args: argparse.Namespace) -> int:
         console.print("applying migrations and provisioning streams...")
         asyncio.run(provision_all(stack_settings, list(services.values())))
 
-        addresses = {name: f"{args.host}:{_port_for(spec, args.host)}" for name, spec in
-                     services.items()}  # fmt: skip
+        addresses = {name: f"{args.host}:{_port_for(spec.default_port, args.host)}" for name,
+                     spec in services.items()}  # fmt: skip
+        metrics_ports = {
+            name: _port_for(spec.default_metrics_port, args.host) for name, spec in services.items()
+        }
         for name, spec in services.items():
-            processes[name] = _spawn(spec, stack_settings, addresses[name], data_dir)
+            processes[name] = _spawn(
+                spec, stack_settings, addresses[name], metrics_ports[name], data_dir
+            )
         children = [p.pid for p in processes.values()]
         if nats is not None and nats.process is not None:
             children.append(nats.process.pid)
         StackFile(os.getpid(), database_url, nats_url, addresses, children).write(data_dir)
         statuses = asyncio.run(_wait_healthy(addresses, processes, stopping))
-        _print_table(database_url, nats_url, addresses, statuses, postgres, nats)
+        _print_table(database_url, nats_url, addresses, metrics_ports, statuses, postgres, nats)
         if any(status != "SERVING" for status in statuses.values()):
             console.print("[red]not every service became healthy; stopping")
             return 1
@@ -131,20 +136,20 @@ class _StopSignal:
         self.requested = True
 
 
-def _port_for(spec: ServiceSpec, host: str) -> int:
-    """The service's conventional port when it is free, else any free port."""
+def _port_for(port: int, host: str) -> int:
+    """A service's conventional port when it is free, else any free port."""
     import socket
 
     with socket.socket() as probe:
         try:
-            probe.bind((host, spec.default_port))
+            probe.bind((host, port))
         except OSError:
             return free_port(host)
-    return spec.default_port
+    return port
 
 
 def _spawn(
-    spec: ServiceSpec, settings: Settings, address: str, data_dir: Path
+    spec: ServiceSpec, settings: Settings, address: str, metrics_port: int, data_dir: Path
 ) -> subprocess.Popen[bytes]:
     host, port = address.rsplit(":", 1)
     env = {
@@ -153,6 +158,7 @@ def _spawn(
         "LEADFLOW_NATS_URL": settings.nats_url,
         "LEADFLOW_GRPC_HOST": host,
         "LEADFLOW_GRPC_PORT": port,
+        "LEADFLOW_METRICS_PORT": str(metrics_port),
         "LEADFLOW_DATA_DIR": str(data_dir),
         "LEADFLOW_STREAM_MAX_BYTES": str(settings.stream_max_bytes),
     }
@@ -189,11 +195,12 @@ def _print_table(
     database_url: str,
     nats_url: str,
     addresses: dict[str, str],
+    metrics_ports: dict[str, int],
     statuses: dict[str, str],
     postgres: EmbeddedPostgres | None,
     nats: EmbeddedNats | None,
 ) -> None:
-    table = Table("component", "listens on", "status", title="leadflow")
+    table = Table("component", "listens on", "status", "metrics", title="leadflow")
     table.add_row(
         "postgresql", _redact(database_url), "embedded" if postgres else "external", style="dim"
     )
@@ -202,7 +209,13 @@ def _print_table(
         if name in addresses:
             status = statuses.get(name, "?")
             colour = "green" if status == "SERVING" else "red"
-            table.add_row(name, addresses[name], f"[{colour}]{status}[/{colour}]")
+            host = addresses[name].rsplit(":", 1)[0]
+            table.add_row(
+                name,
+                addresses[name],
+                f"[{colour}]{status}[/{colour}]",
+                f"http://{host}:{metrics_ports[name]}/metrics",
+            )
         else:
             table.add_row(name, "", "[yellow]not built yet[/yellow]")
     for name in addresses:

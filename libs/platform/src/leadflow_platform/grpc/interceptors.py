@@ -14,9 +14,11 @@ Health and reflection pass straight through: probes and grpcurl need no key.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import math
+import time
 from collections.abc import Awaitable, Callable
 from functools import cache
 from types import TracebackType
@@ -30,6 +32,7 @@ from grpc_status import rpc_status
 from opentelemetry import trace
 
 from leadflow.common.v1 import options_pb2
+from leadflow_platform import metrics
 from leadflow_platform.errors import (
     InvalidArgument,
     PermissionDenied,
@@ -153,11 +156,13 @@ def _wrap(handler: grpc.RpcMethodHandler, admit: Admit, method: str) -> grpc.Rpc
 
 def _unary(behavior: Callable[..., Any], admit: Admit, method: str) -> Callable[..., Any]:
     async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            with _bound(await admit(), method):
-                return await behavior(request_or_iterator, context)
-        except Exception as exc:
-            await _abort(context, exc, method)
+        with _measured(method, context) as outcome:
+            try:
+                with _bound(await admit(), method):
+                    return await behavior(request_or_iterator, context)
+            except Exception as exc:
+                outcome.failed(exc)
+                await _abort(context, exc, method)
 
     return wrapped
 
@@ -167,14 +172,50 @@ def _streaming(behavior: Callable[..., Any], admit: Admit, method: str) -> Calla
         return _unary(behavior, admit, method)  # a handler that writes with context.write()
 
     async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            with _bound(await admit(), method):
-                async for response in behavior(request_or_iterator, context):
-                    yield response
-        except Exception as exc:
-            await _abort(context, exc, method)
+        with _measured(method, context) as outcome:
+            try:
+                with _bound(await admit(), method):
+                    async for response in behavior(request_or_iterator, context):
+                        yield response
+            except Exception as exc:
+                outcome.failed(exc)
+                await _abort(context, exc, method)
 
     return wrapped
+
+
+class _measured:
+    """Count the call and time it, labelled with the status code it ends with."""
+
+    def __init__(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        self._method = method
+        self._context = context
+        self._code: str | None = None
+
+    def failed(self, exc: Exception) -> None:
+        if isinstance(exc, ServiceError):
+            self._code = exc.code.name
+        elif not isinstance(exc, grpc.aio.AbortError):
+            self._code = "INTERNAL"
+
+    def __enter__(self) -> _measured:
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        code = self._code
+        if code is None and exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+            code = "CANCELLED"
+        if code is None:
+            # A handler that aborted or set a code itself; otherwise OK.
+            chosen = self._context.code()
+            code = chosen.name if isinstance(chosen, grpc.StatusCode) else "OK"
+        metrics.record_rpc(self._method, code, time.perf_counter() - self._started)
 
 
 class _bound:

@@ -36,6 +36,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import FetchTimeoutError
 from opentelemetry import trace
 
+from leadflow_platform import metrics
 from leadflow_platform.logging import get_logger
 from leadflow_platform.nats import headers as h
 from leadflow_platform.nats.bus import Bus
@@ -174,6 +175,9 @@ class Consumer:
                 kept.append(msg)
             else:
                 await msg.ack()
+                metrics.record_message(
+                    self.spec.durable, self._bus.logical_subject(msg.subject), "skipped"
+                )
         return kept
 
     async def process(self, msg: Msg) -> None:
@@ -231,10 +235,14 @@ class Consumer:
                     delay = self.spec.delay_after(deliveries)
                     log.warning("message_retry", error=repr(exc), retry_in=delay)
                     await msg.nak(delay=delay)
+                    metrics.record_message(self.spec.durable, subject, "retried")
                 return
             await msg.ack()
             if applied:
                 self.applied += 1
+            metrics.record_message(
+                self.spec.durable, subject, "applied" if applied else "duplicate"
+            )
 
     async def _process_batches(
         self, messages: list[Msg], handler: BatchHandler, stop: asyncio.Event
@@ -303,9 +311,13 @@ class Consumer:
                 return
             for msg, _ in group:
                 await msg.ack()
-            self.applied += applied
+            self.applied += len(applied)
+            for d in deliveries:
+                outcome = "applied" if d.message_id in applied else "duplicate"
+                metrics.record_message(self.spec.durable, d.subject, outcome)
 
-    async def _apply_batch(self, deliveries: list[Delivery], handler: BatchHandler) -> int:
+    async def _apply_batch(self, deliveries: list[Delivery], handler: BatchHandler) -> set[str]:
+        """Apply the messages not applied before; returns their message ids."""
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "INSERT INTO inbox (consumer, message_id, stream_sequence)"
@@ -323,7 +335,7 @@ class Consumer:
                     fresh.append(d)
             if fresh:
                 await handler.apply(conn, fresh)
-        return len(fresh)
+        return {d.message_id for d in fresh}
 
     def _delivery(self, msg: Msg) -> Delivery:
         headers = dict(msg.headers or {})
@@ -370,6 +382,7 @@ class Consumer:
         )
         if recorded:
             log.error("message_dead_lettered", reason=reason)
+            metrics.record_dead_letter(self.spec.durable, subject)
         await msg.term()
 
     async def _record_dead_letter(self, **row: object) -> bool:
@@ -424,6 +437,9 @@ class Consumer:
             )
             if recorded:
                 log.error("message_dead_lettered", stream_sequence=sequence, source="advisory")
+                metrics.record_dead_letter(
+                    self.spec.durable, self._bus.logical_subject(stored.subject or "")
+                )
         except Exception as exc:  # an advisory handler must never take the consumer down
             log.warning("max_deliveries_advisory_failed", error=repr(exc))
 

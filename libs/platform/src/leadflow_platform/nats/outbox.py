@@ -22,6 +22,7 @@ import asyncpg
 from google.protobuf.message import Message
 from opentelemetry import trace
 
+from leadflow_platform import metrics
 from leadflow_platform.logging import get_logger
 from leadflow_platform.nats import headers as h
 from leadflow_platform.nats.bus import Bus
@@ -217,6 +218,7 @@ class OutboxRelay:
                 )
         if sent:
             log.debug("outbox_relayed", schema=self._schema, count=len(sent))
+            metrics.record_published(len(sent))
         if failed and not sent:
             await asyncio.sleep(self._poll_seconds)  # the stream refuses; do not spin
         return len(sent)

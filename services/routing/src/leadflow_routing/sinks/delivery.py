@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 
 from leadflow.routing.v1 import routing_config_pb2 as cpb
+from leadflow_platform import metrics
 from leadflow_platform.lifecycle import ServiceContext
 from leadflow_platform.logging import get_logger
 from leadflow_routing.api.mapping import sink_from_proto
@@ -130,8 +131,10 @@ class DeliveryWorker:
             log.info("sink_delivered", **fields)
         elif state == "dead":
             log.error("sink_dead_lettered", reason=error, **fields)
+            metrics.record_sink_failure(sink.kind.value, final=True)
         else:
             log.warning("sink_delivery_failed", reason=error, retry_at=next_at, **fields)
+            metrics.record_sink_failure(sink.kind.value, final=False)
 
 
 async def _first(*events: asyncio.Event) -> None:
