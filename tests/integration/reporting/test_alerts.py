@@ -29,6 +29,7 @@ from leadflow_reporting.pruning import delete_expired
 pytestmark = pytest.mark.integration
 
 SETTLE = timedelta(minutes=5)  # the default LEADFLOW_REPORTING_ALERT_SETTLE_SECONDS
+MONEY = (rt.KPI_REVENUE, rt.KPI_MRR, rt.KPI_ARR)
 
 
 def span(start: datetime, end: datetime) -> time_range_pb2.TimeRange:
@@ -189,6 +190,12 @@ async def test_alerts_raised_once_listed_exported_and_pruned(settings, monkeypat
                 ),
                 rule("stack-rev", rt.KPI_REVENUE, usd(100), brand_id="stacksense"),
                 rule("off", rt.KPI_LEADS, number(1000), disabled=True),
+                # Every other KPI, so that each way of computing one runs (never below 0).
+                *(
+                    rule(f"all-{k}", k, usd(0) if k in MONEY else number(0), brand_id="nobody")
+                    for k in rt.Kpi.values()
+                    if k
+                ),
                 rule(
                     "weekly",
                     rt.KPI_CONVERSIONS,
