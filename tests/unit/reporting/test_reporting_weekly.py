@@ -271,3 +271,42 @@ def test_insights_keep_each_sentence_once_highest_impact_first_at_most_ten() -> 
     assert sum(f.text == GAP.text for f in s.top_insights) == 1
     impacts = [f.impact for f in s.top_insights]
     assert impacts == sorted(impacts, reverse=True)
+
+
+# The request ---------------------------------------------------------------------------
+
+
+def test_the_request_is_checked_field_by_field() -> None:
+    from leadflow.reporting.v1 import reporting_service_pb2 as pb
+    from leadflow_platform.errors import InvalidArgument
+    from leadflow_reporting.api.weekly_mapping import weekly_query
+
+    now = us(datetime(2025, 3, 5, 9, tzinfo=UTC))  # a Wednesday
+    later_this_week = pb.GetWeeklyReportRequest(time_zone="Europe/Paris")
+    later_this_week.week_start.FromDatetime(datetime(2025, 3, 8, tzinfo=UTC))
+    q = weekly_query(later_this_week, now)
+    assert (q.week_start_us, q.time_zone) == (us(datetime(2025, 3, 8, tzinfo=UTC)), "Europe/Paris")
+    assert weekly_query(pb.GetWeeklyReportRequest(), now).time_zone == "UTC"
+
+    def refused(request: pb.GetWeeklyReportRequest) -> list[str]:
+        try:
+            weekly_query(request, now)
+        except InvalidArgument as exc:
+            return [f"{v.field}: {v.reason}" for v in exc.violations]
+        raise AssertionError("accepted")
+
+    next_week = pb.GetWeeklyReportRequest()
+    next_week.week_start.FromDatetime(datetime(2025, 3, 10, 0, 30, tzinfo=UTC))
+    assert refused(next_week) == ["week_start: the week has not started yet"]
+    far = pb.GetWeeklyReportRequest()
+    far.week_start.seconds = 253_402_300_799  # 9999-12-31: no week after it to compute
+    assert refused(far) == ["week_start: the week has not started yet"]
+    early = pb.GetWeeklyReportRequest(time_zone="Nowhere/City", title="x" * 201)
+    early.week_start.seconds = -86_400
+    early.brand_ids.append("")
+    assert refused(early) == [
+        "time_zone: unknown time zone 'Nowhere/City'",
+        "week_start: must be in 1971 or later",
+        "title: at most 200 characters",
+        "brand_ids[0]: 1 to 100 characters",
+    ]

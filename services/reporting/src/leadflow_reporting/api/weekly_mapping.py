@@ -17,6 +17,7 @@ from leadflow_reporting.domain.export_format import Row, decimal_text
 from leadflow_reporting.weekly import WeeklyAnswer, WeeklyQuery
 
 TITLE_MAX = 200
+DAY_US = 86_400_000_000
 # 1971-01-01: the week before the report's week must still lie after the epoch.
 EARLIEST_US = 31_536_000 * 1_000_000
 
@@ -32,7 +33,10 @@ def weekly_query(request: pb.GetWeeklyReportRequest, now_us: int) -> WeeklyQuery
             bad.append(FieldViolation("week_start", "nanos must be in 0..999,999,999"))
         elif week_start < EARLIEST_US:
             bad.append(FieldViolation("week_start", "must be in 1971 or later"))
-        elif week_start > now_us and weekly.week_of(week_start, tz).start_us > now_us:
+        elif week_start > now_us and (
+            # A week starts less than 7 days (and a clock change) before any of its instants.
+            week_start - now_us > 8 * DAY_US or weekly.week_of(week_start, tz).start_us > now_us
+        ):
             bad.append(FieldViolation("week_start", "the week has not started yet"))
     if len(request.title) > TITLE_MAX:
         bad.append(FieldViolation("title", f"at most {TITLE_MAX} characters"))
