@@ -61,6 +61,13 @@ SOURCES = (
     Source("Organic search", "google", "organic", "", 0.15, 0.10),
     Source("Partner referral", "partner", "referral", "partner-program", 0.15, 0.20),
 )
+ORGANIC = SOURCES[4]
+RETURNS: tuple[Source | None, ...] = (
+    Source("Email click", "newsletter", "email", "follow-up", 0, 0),
+    Source("Retargeting", "google", "cpc", "retargeting", 0, 0),
+    ORGANIC,
+    None,  # direct
+)
 PAGES = ("/", "/features", "/pricing", "/blog/getting-started", "/customers", "/docs")
 FIRST_NAMES = ("Ava", "Noah", "Mia", "Liam", "Zoe", "Omar", "Iris", "Kai", "Lena", "Raj")
 LAST_NAMES = ("Stone", "Okafor", "Lindqvist", "Nair", "Gomez", "Park", "Adams", "Chen")
@@ -111,7 +118,10 @@ def _lead(rng: random.Random, out: Dataset, n: int, start: datetime, now: dateti
     session = f"s-{n:05d}-1"
     landing = _url(brand, "/", source)
     at = first
-    events.add("page_view", at, anonymous_id=anonymous_id, session=session, page_url=landing)
+    events.add(
+        "page_view", at, anonymous_id=anonymous_id, session=session, page_url=landing,
+        referrer="https://www.google.com/" if source is ORGANIC else "",
+    )  # fmt: skip
     for _ in range(rng.randint(1, 4)):
         at += timedelta(seconds=rng.randint(20, 240))
         page = _url(brand, rng.choice(PAGES[1:]), None)
@@ -158,8 +168,15 @@ def _lead(rng: random.Random, out: Dataset, n: int, start: datetime, now: dateti
         if visit_at >= now:
             break
         session = f"s-{n:05d}-{visit + 2}"
-        page = _url(brand, rng.choice(PAGES), None)
-        events.add("page_view", visit_at, lead_id=lead_id, session=session, page_url=page)
+        # People come back through the brand's emails, retargeting ads, search or directly,
+        # so the attribution models have several touchpoints to weigh.
+        back = rng.choices(RETURNS, weights=[0.35, 0.2, 0.2, 0.25])[0]
+        page = _url(brand, rng.choice(PAGES), back)
+        referrer = "https://www.google.com/" if back is ORGANIC else ""
+        events.add(
+            "page_view", visit_at, lead_id=lead_id, session=session, page_url=page,
+            referrer=referrer,
+        )  # fmt: skip
         if rng.random() < 0.3:
             events.add("content_downloaded", visit_at + timedelta(minutes=2), lead_id=lead_id,
                        session=session)  # fmt: skip
@@ -184,7 +201,7 @@ def _lead(rng: random.Random, out: Dataset, n: int, start: datetime, now: dateti
 
 
 def _posts(rng: random.Random, out: Dataset, brand: Brand, start: datetime, now: datetime) -> None:
-    events = _Events(out, brand, "social", now)
+    events = _Events(out, brand, f"{brand.id}-social", now)
     day = start.replace(hour=0, minute=0, second=0, microsecond=0)
     while day < now:
         for hour in rng.sample(POST_HOURS, 4):
@@ -212,6 +229,7 @@ class _Events:
         anonymous_id: str = "",
         session: str = "",
         page_url: str = "",
+        referrer: str = "",
         user_agent: str = "",
         message_id: str = "",
         value: int = 0,
@@ -225,6 +243,7 @@ class _Events:
             subject=subject_pb2.SubjectRef(lead_id=lead_id, anonymous_id=anonymous_id),
             session_id=session,
             page_url=page_url,
+            referrer=referrer,
             user_agent=user_agent,
         )
         event.occurred_at.FromDatetime(min(at, self._now))
