@@ -52,7 +52,13 @@ async def ask(
     quality = await stub.GetLeadQuality(pb.GetLeadQualityRequest(by_brand=True), metadata=metadata)
     attribution = await stub.GetAttributionSummary(
         pb.GetAttributionSummaryRequest(
-            range=window, models=MODELS, group_by=rt.DIMENSION_CHANNEL, limit=5
+            # Purchases only: the opportunity and customer stages are conversions too, and
+            # would count each buyer again without revenue.
+            range=window,
+            models=MODELS,
+            group_by=rt.DIMENSION_CHANNEL,
+            limit=5,
+            conversion_types=["purchase"],
         ),
         metadata=metadata,
     )
@@ -88,7 +94,7 @@ def grade_table(quality: pb.GetLeadQualityResponse) -> Table:
 
 def attribution_table(answer: pb.GetAttributionSummaryResponse) -> Table:
     table = Table(
-        title=f"Top channels by attributed revenue ({answer.conversion_count} conversions)",
+        title=f"Top channels by attributed revenue ({answer.conversion_count} purchases)",
         title_justify="left",
     )
     table.add_column("model")
