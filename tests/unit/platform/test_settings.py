@@ -43,6 +43,8 @@ def test_values_are_parsed_by_type():
         ("LEADFLOW_LOG_FORMAT", "xml", "one of auto, json, console"),
         ("LEADFLOW_TRACING", "maybe", "true or false"),
         ("LEADFLOW_BUS_NAMESPACE", "a.b", "letters, digits"),
+        ("LEADFLOW_STREAM_REPLICAS", "6", "1 to 5"),
+        ("LEADFLOW_METRICS_PORT", "-1", "port number"),
     ],
 )
 def test_a_bad_value_names_its_variable(env, value, message):
@@ -50,6 +52,13 @@ def test_a_bad_value_names_its_variable(env, value, message):
         Settings.from_env({env: value})
     assert str(caught.value).startswith(f"{env}={value!r}")
     assert message in str(caught.value)
+
+
+def test_stream_replicas_reach_the_stream_configuration():
+    from leadflow_platform.provision import stream_limits
+
+    assert stream_limits(Settings.from_env({})).replicas == 1
+    assert stream_limits(Settings.from_env({"LEADFLOW_STREAM_REPLICAS": "3"})).replicas == 3
 
 
 def test_pool_bounds_must_be_ordered():

@@ -51,6 +51,7 @@ def stream_limits(settings: Settings) -> StreamLimits:
         max_age_seconds=settings.stream_max_age_days * 86400,
         max_bytes=settings.stream_max_bytes,
         duplicate_window_seconds=settings.stream_duplicate_window_seconds,
+        replicas=settings.stream_replicas,
     )
 
 

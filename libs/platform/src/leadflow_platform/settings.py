@@ -55,6 +55,13 @@ def _port(raw: str) -> int:
     return value
 
 
+def _replicas(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 5:
+        raise ValueError("expected 1 to 5 (JetStream's limit)")
+    return value
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if value <= 0:
@@ -161,6 +168,13 @@ SETTINGS: dict[str, Setting] = {
         _positive_float,
         "Window in which JetStream drops a re-published Nats-Msg-Id (inboxes dedupe beyond it).",
     ),
+    "stream_replicas": Setting(
+        "LEADFLOW_STREAM_REPLICAS",
+        1,
+        _replicas,
+        "Copies JetStream keeps of each stream (and its consumers): 1, or 3 on a 3-node"
+        " cluster so that a node can be lost.",
+    ),
     "consumer_batch_size": Setting(
         "LEADFLOW_CONSUMER_BATCH_SIZE", 100, _positive_int, "Messages a consumer fetches at once."
     ),
@@ -254,6 +268,7 @@ class Settings:
     stream_max_age_days: float
     stream_max_bytes: int
     stream_duplicate_window_seconds: float
+    stream_replicas: int
     consumer_batch_size: int
     consumer_max_deliver: int
     consumer_backoff_seconds: tuple[float, ...]
