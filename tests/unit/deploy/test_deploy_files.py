@@ -25,7 +25,7 @@ from nats.aio.client import DEFAULT_DRAIN_TIMEOUT
 
 from leadflow_platform import telemetry
 from leadflow_platform.cli import build_parser
-from leadflow_platform.service import DEFAULT_PORTS, discover_services
+from leadflow_platform.service import DEFAULT_METRICS_PORTS, DEFAULT_PORTS, discover_services
 from leadflow_platform.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -122,8 +122,10 @@ def test_image_runs_the_console_script_with_a_service_argument():
 
 def test_image_exposes_every_service_port():
     exposed = [args for word, args in dockerfile_instructions() if word == "EXPOSE"]
-    assert len(exposed) == 1
-    assert sorted(int(p) for p in exposed[0].split()) == sorted(DEFAULT_PORTS.values())
+    assert [[int(p) for p in ports.split()] for ports in exposed] == [
+        list(DEFAULT_PORTS.values()),
+        list(DEFAULT_METRICS_PORTS.values()),
+    ]
     assert set(discover_services()) == set(DEFAULT_PORTS)
 
 
@@ -168,7 +170,8 @@ def test_compose_runs_every_service_on_its_port_after_migrate():
         service = containers[name]
         assert service["command"] == [name]
         assert "entrypoint" not in service  # the image's: leadflow serve
-        assert [p.rsplit(":", 1)[1] for p in service["ports"]] == [str(port)]
+        published = [p.rsplit(":", 1)[1] for p in service["ports"]]
+        assert published == [str(port), str(DEFAULT_METRICS_PORTS[name])]
         assert service["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
         assert service["healthcheck"]["test"] == [
             "CMD",
@@ -240,6 +243,7 @@ def test_helm_values_list_every_service_with_its_port():
     assert [s["name"] for s in listed] == list(DEFAULT_PORTS)
     for service in listed:
         assert service["port"] == DEFAULT_PORTS[service["name"]]
+        assert service["metricsPort"] == DEFAULT_METRICS_PORTS[service["name"]]
         resources = service["resources"]
         assert {"cpu", "memory"} <= set(resources["requests"])
         assert "memory" in resources["limits"]
@@ -261,7 +265,14 @@ def test_helm_environment_uses_only_declared_settings(declared):
     templated = set()
     for template in TEMPLATES.glob("*"):
         templated |= set(re.findall(r"name: (LEADFLOW_\w+)", template.read_text()))
-    assert templated == {"LEADFLOW_DATABASE_URL", "LEADFLOW_NATS_URL", "LEADFLOW_GRPC_PORT"}
+    assert templated == {
+        "LEADFLOW_DATABASE_URL",
+        "LEADFLOW_NATS_URL",
+        "LEADFLOW_GRPC_PORT",
+        "LEADFLOW_METRICS",
+        "LEADFLOW_METRICS_PORT",
+    }
+    assert set(templated) <= set(declared)
 
 
 def test_every_name_in_deploy_files_is_a_declared_setting(declared):
@@ -303,9 +314,16 @@ def test_deployment_serves_the_service_and_probes_its_health_port():
         "livenessProbe": "{{ $svc.port }}",
     }
     assert "toYaml $svc.resources" in text
+    # Metrics: the container port, the setting and the scrape annotation name one port.
+    assert "containerPort: {{ $svc.metricsPort }}" in text
+    assert re.search(
+        r"name: LEADFLOW_METRICS_PORT\n\s+value: \{\{ \$svc\.metricsPort \| quote \}\}", text
+    )
+    assert "prometheus.io/port: {{ $svc.metricsPort | quote }}" in text
     assert "terminationGracePeriodSeconds: {{ $.Values.terminationGracePeriodSeconds }}" in text
     service = (TEMPLATES / "service.yaml").read_text()
     assert "port: {{ $svc.port }}" in service and "targetPort: grpc" in service
+    assert "port: {{ $svc.metricsPort }}" in service and "targetPort: metrics" in service
 
 
 def test_migrate_job_runs_before_install_and_upgrade_with_the_secret_url():
