@@ -138,6 +138,11 @@ def test_image_is_slim_non_root_and_installs_the_locked_workspace():
     assert len(users) == 1 and not users[0].startswith(("0", "root"))
     runs = " ".join(args["RUN"])
     assert "uv sync --frozen --all-packages --no-dev --no-editable" in runs
+    # Every workspace member is in the build (members are globs such as libs/*).
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    for member in root["tool"]["uv"]["workspace"]["members"]:
+        folder = member.split("/")[0]
+        assert f"{folder} {folder}" in args["COPY"], member
     # The uv the Makefile pins.
     makefile_uv = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
     assert makefile_uv is not None
