@@ -70,7 +70,11 @@ class Funnels:
     ) -> tuple[Entries, list[str] | None]:
         try:
             rows, ids = await funnel_rows.fetch(
-                conn, tenant_id, query, with_ids=query.breakdown is not None
+                conn,
+                tenant_id,
+                query,
+                with_ids=query.breakdown is not None,
+                pool=self._context.pool,
             )
         except asyncpg.InvalidRegularExpressionError as exc:
             raise InvalidArgument.field("funnel", f"a regex filter is not valid: {exc}") from None

@@ -56,7 +56,7 @@ class Paths:
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             await report_rows.prefer_covering_index(conn)
-            cols = await report_rows.paths_rows(conn, tenant_id, query)
+            cols = await report_rows.paths_rows(conn, tenant_id, query, self._context.pool)
             idx, session = order(cols["subject"], cols["session_key"], cols["time"])
             rows = SessionRows(
                 cols["subject"][idx],

@@ -1,43 +1,28 @@
-"""The rows a funnel needs, fetched in one binary COPY and parsed with numpy.
+"""The rows a funnel needs, fetched by binary COPY in time slices and parsed with numpy.
 
-One row per event in the funnel's range (subject, time, the bit mask of the steps and
-exclusions it matches, its id). Rows come unsorted (numpy sorts them faster than
-PostgreSQL); a binary COPY avoids building a Python object per row.
+One row per event in the funnel's range: the subject and the bit mask of the steps and
+exclusions it matches (or its event type, see type_masks) packed in one int8, the time, and
+the event id when a breakdown needs it. Rows come unsorted (numpy sorts them faster than
+PostgreSQL); a binary COPY avoids building a Python object per row, and the packed column
+spares PostgreSQL a field per row.
 """
 
 from __future__ import annotations
 
-import io
-import struct
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import numpy as np
 
+from leadflow_reporting.db.copy_slices import copy_binary, copy_slices, parse_fixed, time_slices
 from leadflow_reporting.db.selection import Literals, Params, breakdown_sql, selector_sql
 from leadflow_reporting.domain.funnel import EXCLUSION_BIT, I64, Order, Rows
 from leadflow_reporting.domain.query import FunnelQuery
 
-_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 # PostgreSQL counts timestamps in microseconds from 2000-01-01.
 PG_EPOCH_US = 946_684_800_000_000
-_FIELDS = [
-    ("n", ">i2"),
-    ("l1", ">i4"),
-    ("subject", ">i4"),
-    ("l2", ">i4"),
-    ("time", ">i8"),
-    ("l3", ">i4"),
-    ("mask", ">i4"),
-]
-_ROW = np.dtype(_FIELDS)
-# With the event id, which only a breakdown needs (it costs a third more bytes).
-_ROW_WITH_ID = np.dtype([*_FIELDS, ("l4", ">i4"), ("id", ">i8")])
-# The same with the event type (int2) in place of the mask (see type_masks).
-_TYPED = [*_FIELDS[:-1], ("mask", ">i2")]
-_TYPED_ROW = np.dtype(_TYPED)
-_TYPED_ROW_WITH_ID = np.dtype([*_TYPED, ("l4", ">i4"), ("id", ">i8")])
 EVENT_TYPES = 25  # leadflow.common.v1.EventType values 0..24
+_LOW32 = (1 << 32) - 1
 
 
 def type_masks(query: FunnelQuery) -> I64 | None:
@@ -59,14 +44,23 @@ def to_datetime(us: int) -> datetime:
 
 
 def funnel_sql(
-    tenant_id: str, query: FunnelQuery, *, with_ids: bool = False
+    tenant_id: str,
+    query: FunnelQuery,
+    *,
+    with_ids: bool = False,
+    lo_us: int | None = None,
+    hi_us: int | None = None,
 ) -> tuple[str, list[object]]:
+    """The rows of [lo, hi) (default: the funnel's range): (subject << 32 | type or mask,
+    time[, id])."""
     p = Literals()
+    lo = query.start_us if lo_us is None else lo_us
+    hi = query.end_us if hi_us is None else hi_us
     where = [
         f"tenant_id = {p.add(tenant_id, 'text')}",
         "NOT machine",
-        f"occurred_at >= {p.add(to_datetime(query.start_us), 'timestamptz')}",
-        f"occurred_at < {p.add(to_datetime(query.end_us), 'timestamptz')}",
+        f"occurred_at >= {p.add(to_datetime(lo), 'timestamptz')}",
+        f"occurred_at < {p.add(to_datetime(hi), 'timestamptz')}",
     ]
     if query.brand_ids:
         where.append(f"brand_id = ANY({p.add(list(query.brand_ids), 'text[]')})")
@@ -78,54 +72,52 @@ def funnel_sql(
         where.append(f"event_type = ANY({p.add(types, 'int2[]')})")
     ids = ", id" if with_ids else ""
     if type_masks(query) is not None:
-        sql = f"SELECT subject_id, occurred_at, event_type{ids} FROM events"
+        sql = f"SELECT (subject_id::int8 << 32) | event_type, occurred_at{ids} FROM events"
         return f"{sql} WHERE {' AND '.join(where)}", p.values
     mask = " | ".join(
         f"CASE WHEN {selector_sql(s, p)} THEN {1 << bit} ELSE 0 END" for bit, s in selectors
     )
     sql = f"SELECT subject_id, occurred_at, ({mask})::int4 AS mask{ids} FROM events"
     sql = f"{sql} WHERE {' AND '.join(where)}"
-    if query.order is not Order.STRICT:
-        sql = f"SELECT * FROM ({sql}) AS matched WHERE mask <> 0"
+    keep = " WHERE mask <> 0" if query.order is not Order.STRICT else ""
+    sql = f"SELECT (subject_id::int8 << 32) | mask, occurred_at{ids} FROM ({sql}) AS matched{keep}"
     return sql, p.values
 
 
 def parse_copy(
-    raw: bytes, *, with_ids: bool = False, masks: I64 | None = None
+    streams: bytes | list[bytes], *, with_ids: bool = False, masks: I64 | None = None
 ) -> tuple[Rows, I64 | None]:
-    """(rows, event ids or None) from a binary COPY of (int4, timestamptz, int4[, int8])
-    rows; with `masks`, the third column is the event type (int2) and its mask is read
-    from them."""
-    if not raw.startswith(_SIGNATURE):
-        raise ValueError("not a binary COPY stream")
-    (extension,) = struct.unpack_from(">i", raw, len(_SIGNATURE) + 4)
-    body = raw[len(_SIGNATURE) + 8 + extension : -2]
-    if masks is not None:
-        dtype = _TYPED_ROW_WITH_ID if with_ids else _TYPED_ROW
-    else:
-        dtype = _ROW_WITH_ID if with_ids else _ROW
-    data = np.frombuffer(body, dtype=dtype)
-    if len(data) and not (data["n"] == (4 if with_ids else 3)).all():
-        raise ValueError("unexpected column count in COPY stream")
-    mask = data["mask"].astype(np.int64)
+    """(rows, event ids or None) from binary COPY streams of (int8 subject << 32 | mask,
+    timestamptz[, int8 id]) rows; with `masks`, the low half is the event type and its
+    mask is read from them."""
+    columns = [">i8", ">i8", ">i8"] if with_ids else [">i8", ">i8"]
+    packed, time, *rest = parse_fixed([streams] if isinstance(streams, bytes) else streams, columns)
+    mask = packed & _LOW32
     if masks is not None:  # event types; any type without a selector matches nothing
-        known = (mask >= 0) & (mask < len(masks))
-        mask = np.where(known, masks[np.clip(mask, 0, len(masks) - 1)], 0)
-    rows = Rows(
-        data["subject"].astype(np.int64),
-        data["time"].astype(np.int64) + PG_EPOCH_US,
-        mask,
-    )
-    return rows, data["id"].astype(np.int64) if with_ids else None
+        mask = np.where(mask < len(masks), masks[np.minimum(mask, len(masks) - 1)], 0)
+    rows = Rows(packed >> 32, time + PG_EPOCH_US, mask)
+    return rows, rest[0] if with_ids else None
 
 
 async def fetch(
-    conn: asyncpg.Connection, tenant_id: str, query: FunnelQuery, *, with_ids: bool = False
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    query: FunnelQuery,
+    *,
+    with_ids: bool = False,
+    pool: asyncpg.Pool | None = None,
 ) -> tuple[Rows, I64 | None]:
-    sql, args = funnel_sql(tenant_id, query, with_ids=with_ids)
-    buffer = io.BytesIO()
-    await conn.copy_from_query(sql, *args, output=buffer, format="binary")
-    return parse_copy(buffer.getvalue(), with_ids=with_ids, masks=type_masks(query))
+    """The funnel's rows; with a pool, its time slices read at the same time (see
+    copy_slices) in the snapshot of conn's REPEATABLE READ transaction."""
+    slices = time_slices(query.start_us, query.end_us) if pool is not None else [(None, None)]
+    sqls = [
+        funnel_sql(tenant_id, query, with_ids=with_ids, lo_us=lo, hi_us=hi)[0] for lo, hi in slices
+    ]
+    if pool is None:
+        streams = [await copy_binary(conn, sqls[0])]
+    else:
+        streams = await copy_slices(pool, conn, sqls)
+    return parse_copy(streams, with_ids=with_ids, masks=type_masks(query))
 
 
 async def breakdown_values(

@@ -1,16 +1,15 @@
-"""The rows paths and retention need, each fetched in one binary COPY and parsed with numpy
-(as the funnel's, see funnel_rows.py)."""
+"""The rows paths and retention need, fetched by binary COPY in time slices and parsed with
+numpy (as the funnel's, see funnel_rows.py and copy_slices.py)."""
 
 from __future__ import annotations
 
-import io
-import struct
 from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 import numpy as np
 
+from leadflow_reporting.db.copy_slices import copy_binary, copy_slices, parse_fixed, time_slices
 from leadflow_reporting.db.funnel_rows import PG_EPOCH_US, to_datetime
 from leadflow_reporting.db.selection import Literals, Params, selector_sql
 from leadflow_reporting.domain.funnel import I64
@@ -24,7 +23,6 @@ from leadflow_reporting.domain.retention import (
     Valued,
 )
 
-_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 PAGE_VIEW_TYPE = 1
 CONVERSION_TYPES = (18, 19)
 DAY_US = 86_400_000_000
@@ -33,34 +31,22 @@ DAY_US = 86_400_000_000
 SESSION_MARGIN_US = DAY_US
 
 
+# Statements each connection reading a report's slices runs first (see
+# prefer_covering_index).
+COVERING_INDEX = "SET LOCAL enable_seqscan = off"
+_LOW32 = (1 << 32) - 1
+
+
 async def prefer_covering_index(conn: asyncpg.Connection) -> None:
     """For the rest of the transaction, read through the covering indexes: when one tenant
     owns most rows the planner would scan the whole table, three times the bytes of the
     index (events_for_reports)."""
-    await conn.execute("SET LOCAL enable_seqscan = off")
+    await conn.execute(COVERING_INDEX)
 
 
-def parse(raw: bytes, columns: Sequence[str]) -> dict[str, I64]:
-    """Columns of a binary COPY of fixed-width int4 / int8 / timestamptz fields, by name;
-    `columns` gives each field's numpy type (">i4" or ">i8"; timestamps as ">i8", returned
-    as microseconds since the Unix epoch when named "time")."""
-    if not raw.startswith(_SIGNATURE):
-        raise ValueError("not a binary COPY stream")
-    (extension,) = struct.unpack_from(">i", raw, len(_SIGNATURE) + 4)
-    body = raw[len(_SIGNATURE) + 8 + extension : -2]
-    fields: list[tuple[str, str]] = [("n", ">i2")]
-    for i, kind in enumerate(columns):
-        fields += [(f"l{i}", ">i4"), (f"f{i}", kind)]
-    data = np.frombuffer(body, dtype=np.dtype(fields))
-    if len(data) and not (data["n"] == len(columns)).all():
-        raise ValueError("unexpected column count in COPY stream")
-    return {f"f{i}": data[f"f{i}"].astype(np.int64) for i in range(len(columns))}
-
-
-async def _copy(conn: asyncpg.Connection, sql: str, args: Sequence[object]) -> bytes:
-    buffer = io.BytesIO()
-    await conn.copy_from_query(sql, *args, output=buffer, format="binary")
-    return buffer.getvalue()
+def _signed32(values: I64) -> I64:
+    """The low 32 bits of packed values, as a signed int4."""
+    return ((values & _LOW32) ^ (1 << 31)) - (1 << 31)
 
 
 def _base(
@@ -79,15 +65,19 @@ def _any(selectors: Sequence[Selector], p: Params) -> str:
     return "(" + " OR ".join(selector_sql(s, p) for s in selectors) + ")"
 
 
-def paths_sql(tenant_id: str, query: PathsQuery) -> tuple[str, list[object], bool]:
-    """Rows of subject, session key, time, path item and, when the query has selectors, the
-    ANCHOR / INCLUDED / EXCLUDED flags (the third value says whether they are fetched)."""
+def paths_sql(
+    tenant_id: str, query: PathsQuery, lo_us: int | None = None, hi_us: int | None = None
+) -> tuple[str, list[object], bool]:
+    """Rows of (subject << 32 | path item), session key, time and, when the query has
+    selectors, the ANCHOR / INCLUDED / EXCLUDED flags (the third value says whether they
+    are fetched), of [lo, hi) (default: the range with its margins)."""
     p = Literals()
+    lo, hi = paths_span(query)
     where = _base(
         p,
         tenant_id,
-        to_datetime(query.start_us - SESSION_MARGIN_US),
-        to_datetime(query.end_us + SESSION_MARGIN_US),
+        to_datetime(lo if lo_us is None else lo_us),
+        to_datetime(hi if hi_us is None else hi_us),
         query.brand_ids,
     )
     flags = []
@@ -102,24 +92,41 @@ def paths_sql(tenant_id: str, query: PathsQuery) -> tuple[str, list[object], boo
     with_flags = len(flags) > 1 or bool(query.include)
     selected = f", ({' | '.join(flags)})::int4" if with_flags else ""
     sql = (
-        f"SELECT subject_id, session_key, occurred_at, path_item{selected}"
-        f" FROM events WHERE {' AND '.join(where)}"
+        f"SELECT (subject_id::int8 << 32) | (path_item::int8 & {_LOW32}), session_key,"
+        f" occurred_at{selected} FROM events WHERE {' AND '.join(where)}"
     )
     return sql, p.values, with_flags
 
 
-async def paths_rows(conn: asyncpg.Connection, tenant_id: str, query: PathsQuery) -> dict[str, I64]:
-    """subject, session_key, time, item, flags of the events around the range."""
-    sql, args, with_flags = paths_sql(tenant_id, query)
-    kinds = [">i4", ">i8", ">i8", ">i4"] + ([">i4"] if with_flags else [])
-    cols = parse(await _copy(conn, sql, args), kinds)
-    item = cols["f3"]
-    flags = cols["f4"] if with_flags else np.full(len(item), INCLUDED, dtype=np.int64)
+def paths_span(query: PathsQuery) -> tuple[int, int]:
+    """The times paths read: the range and a margin each side."""
+    return query.start_us - SESSION_MARGIN_US, query.end_us + SESSION_MARGIN_US
+
+
+async def paths_rows(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    query: PathsQuery,
+    pool: asyncpg.Pool | None = None,
+) -> dict[str, I64]:
+    """subject, session_key, time, item, flags of the events around the range, in time
+    order; with a pool, its time slices read at the same time (see copy_slices)."""
+    if pool is None:
+        sql, _, with_flags = paths_sql(tenant_id, query)
+        streams = [await copy_binary(conn, sql)]
+    else:
+        sqls = [paths_sql(tenant_id, query, lo, hi) for lo, hi in time_slices(*paths_span(query))]
+        with_flags = sqls[0][2]
+        streams = await copy_slices(pool, conn, [q for q, _, _ in sqls], setup=COVERING_INDEX)
+    kinds = [">i8", ">i8", ">i8"] + ([">i4"] if with_flags else [])
+    cols = parse_fixed(streams, kinds)
+    item = _signed32(cols[0])
+    flags = cols[3] if with_flags else np.full(len(item), INCLUDED, dtype=np.int64)
     flags |= np.where((item > 0) | (item == -PAGE_VIEW_TYPE), PAGE_VIEW, 0)
     return {
-        "subject": cols["f0"],
-        "session_key": cols["f1"],
-        "time": cols["f2"] + PG_EPOCH_US,
+        "subject": cols[0] >> 32,
+        "session_key": cols[1],
+        "time": cols[2] + PG_EPOCH_US,
         "item": item,
         "flags": flags,
     }
@@ -150,20 +157,28 @@ def retention_masks(query: RetentionQuery) -> I64 | None:
     return lut
 
 
-def retention_sql(tenant_id: str, now: datetime, query: RetentionQuery) -> tuple[str, list[object]]:
+def retention_sql(
+    tenant_id: str,
+    now: datetime,
+    query: RetentionQuery,
+    lo: datetime | None = None,
+    hi: datetime | None = None,
+) -> tuple[str, list[object]]:
+    """Rows of (subject << 32 | event type or flags) and time of [lo, hi) (default:
+    everything before now)."""
     cohort, returning, conversion = (
         query.cohort_event,
         query.returning_event,
         query.conversion_event,
     )
     p = Literals()
-    where = _base(p, tenant_id, None, now, query.brand_ids)
+    where = _base(p, tenant_id, lo, now if hi is None else hi, query.brand_ids)
     if retention_masks(query) is not None:
         if cohort and returning:
             types = sorted({s.event_type for s in (cohort, returning, conversion) if s})
             types = sorted({*types, *(CONVERSION_TYPES if conversion is None else ())})
             where.append(f"event_type = ANY({p.add(types, 'int2[]')})")
-        sql = "SELECT subject_id, occurred_at, event_type::int4 FROM events"
+        sql = "SELECT (subject_id::int8 << 32) | event_type, occurred_at FROM events"
         return f"{sql} WHERE {' AND '.join(where)}", p.values
     conv = selector_sql(conversion, p) if conversion else f"event_type IN {CONVERSION_TYPES}"
     flags = [
@@ -177,24 +192,52 @@ def retention_sql(tenant_id: str, now: datetime, query: RetentionQuery) -> tuple
         f"SELECT subject_id, occurred_at, ({' | '.join(flags)})::int4 AS flags"
         f" FROM events WHERE {' AND '.join(where)}"
     )
-    if cohort and returning:
-        sql = f"SELECT * FROM ({sql}) AS matched WHERE flags <> 0"
+    keep = " WHERE flags <> 0" if cohort and returning else ""
+    sql = f"SELECT (subject_id::int8 << 32) | flags, occurred_at FROM ({sql}) AS matched{keep}"
     return sql, p.values
 
 
+def retention_slices(now_us: int, query: RetentionQuery) -> list[tuple[int | None, int]]:
+    """Everything before now in two slices cut halfway through the range (up to now), where
+    most of what a retention table reads lies."""
+    stop = min(query.end_us, now_us)
+    middle = query.start_us + (stop - query.start_us) // 2
+    if not query.start_us < middle < now_us:
+        return [(None, now_us)]
+    return [(None, middle), (middle, now_us)]
+
+
 async def retention_rows(
-    conn: asyncpg.Connection, tenant_id: str, now: datetime, query: RetentionQuery
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    now: datetime,
+    query: RetentionQuery,
+    pool: asyncpg.Pool | None = None,
 ) -> tuple[I64, I64, I64]:
     """(subject, time, flags) of every event before now that puts a subject in a cohort,
-    counts as returning or converts."""
-    sql, args = retention_sql(tenant_id, now, query)
-    cols = parse(await _copy(conn, sql, args), [">i4", ">i8", ">i4"])
+    counts as returning or converts; with a pool, its slices read at the same time."""
+    if pool is None:
+        streams = [await copy_binary(conn, retention_sql(tenant_id, now, query)[0])]
+    else:
+        now_us = _us(now)
+        sqls = [
+            retention_sql(
+                tenant_id, now, query, None if lo is None else to_datetime(lo), to_datetime(hi)
+            )[0]
+            for lo, hi in retention_slices(now_us, query)
+        ]
+        streams = await copy_slices(pool, conn, sqls, setup=COVERING_INDEX)
+    packed, time = parse_fixed(streams, [">i8", ">i8"])
     masks = retention_masks(query)
-    flags = cols["f2"]
+    flags = packed & _LOW32
     if masks is not None:  # event types
-        known = (flags >= 0) & (flags < len(masks))
-        flags = np.where(known, masks[np.clip(flags, 0, len(masks) - 1)], 0)
-    return cols["f0"], cols["f1"] + PG_EPOCH_US, flags
+        flags = np.where(flags < len(masks), masks[np.minimum(flags, len(masks) - 1)], 0)
+    return packed >> 32, time + PG_EPOCH_US, flags
+
+
+def _us(value: datetime) -> int:
+    delta = value - to_datetime(0)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 # A three-letter currency code as one integer (ISO 4217 codes are three capital letters;
@@ -222,15 +265,17 @@ async def valued_conversions(
         "SELECT subject_id, occurred_at, value_units, COALESCE(value_nanos, 0),"
         f" ({_PACKED_CURRENCY})::int4 AS currency FROM events WHERE {' AND '.join(where)}"
     )
-    cols = parse(await _copy(conn, sql, p.values), [">i4", ">i8", ">i8", ">i4", ">i4"])
-    keep = cols["f4"] != 0
-    packed, currency = np.unique(cols["f4"][keep], return_inverse=True)
+    subject, time, units, nanos, packed_currency = parse_fixed(
+        [await copy_binary(conn, sql)], [">i4", ">i8", ">i8", ">i4", ">i4"]
+    )
+    keep = packed_currency != 0
+    packed, currency = np.unique(packed_currency[keep], return_inverse=True)
     names = tuple(bytes([c >> 16, (c >> 8) & 255, c & 255]).decode() for c in packed.tolist())
     return Valued(
-        cols["f0"][keep],
-        cols["f1"][keep] + PG_EPOCH_US,
-        cols["f2"][keep],
-        cols["f3"][keep],
+        subject[keep],
+        time[keep] + PG_EPOCH_US,
+        units[keep],
+        nanos[keep],
         currency.reshape(-1).astype(np.int64),
         names,
     )

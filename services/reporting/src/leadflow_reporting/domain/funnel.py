@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from leadflow_reporting.domain.ordering import lex_order
+
 EXCLUSION_BIT = 16
 MAX_STEPS = 10
 MAX_EXCLUSIONS = 10
@@ -102,15 +104,7 @@ def _empty(steps: int, excluded: int = 0) -> Entries:
 
 def _sort_order(subject: I64, time: I64) -> I64:
     """Row order by (subject, time), ties kept in input order."""
-    if len(subject) == 0:
-        return np.zeros(0, dtype=np.int64)
-    t0 = int(time.min())
-    span = int(time.max()) - t0 + 1
-    top = int(subject.max()) + 1
-    if int(subject.min()) >= 0 and top * span < 2**62:
-        key = subject * span + (time - t0)
-        return np.argsort(key, kind="stable").astype(np.int64)
-    return np.lexsort((time, subject)).astype(np.int64)
+    return lex_order(subject, time)
 
 
 @dataclass(frozen=True)

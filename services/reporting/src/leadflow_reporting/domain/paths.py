@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
-from leadflow_reporting.domain.funnel import I64
+from leadflow_reporting.domain.funnel import I64, Bools
 from leadflow_reporting.domain.keys import distinct, distinct_counts
+from leadflow_reporting.domain.ordering import group_order, lex_order, stable_order
 from leadflow_reporting.domain.query import Selector
 
 # Flags of a fetched row.
@@ -58,14 +60,14 @@ class SessionRows:
 def order(subject: I64, session_key: I64, time: I64) -> tuple[I64, I64]:
     """(row order, session id per sorted row): rows by session, then time, then input
     order. A session is a (subject, session key) pair; rows are grouped by a 64-bit mix of
-    both (two stable sorts instead of a three-key sort), and a subject change inside a group
-    still starts a new session."""
-    mixed = (session_key.view(np.uint64) ^ (subject.astype(np.uint64) * _MIX)).view(np.int64)
+    both (see ordering.group_order), and a subject change inside a group still starts a
+    new session."""
+    mixed = session_key.view(np.uint64) ^ (subject.astype(np.uint64) * _MIX)
     if len(time) < 2 or bool((time[1:] >= time[:-1]).all()):
-        idx = np.argsort(mixed, kind="stable")  # rows came in time order (the index's)
+        idx = group_order(mixed)  # rows came in time order (the index's)
     else:
-        by_time = np.argsort(time, kind="stable")
-        idx = by_time[np.argsort(mixed[by_time], kind="stable")]
+        by_time = stable_order(time)
+        idx = by_time[group_order(mixed[by_time])]
     m, s = mixed[idx], subject[idx]
     new = np.ones(len(idx), dtype=bool)
     new[1:] = (m[1:] != m[:-1]) | (s[1:] != s[:-1])
@@ -86,6 +88,8 @@ def in_range_sessions(rows: SessionRows, start_us: int, end_us: int) -> SessionR
     first = _starts(rows.session)
     starts_at = rows.time[first]
     keep_session = (starts_at >= start_us) & (starts_at < end_us)
+    if keep_session.all():
+        return rows
     sizes = np.diff(np.append(first, len(rows.session)))
     keep = np.repeat(keep_session, sizes)
     return SessionRows(
@@ -148,11 +152,16 @@ def page_figures(
     pages, page_index, views = distinct_counts(rows.item[views_mask])
     if not len(pages):
         return []
-    pairs = distinct(page_index * (int(rows.subject.max()) + 1) + rows.subject[views_mask])
-    viewer_index, _, viewers = distinct_counts(pairs // (int(rows.subject.max()) + 1))
-    viewer_pages = pages[viewer_index]
-    unique = dict(zip(viewer_pages.tolist(), viewers.tolist(), strict=True))
     chosen = np.lexsort((pages, -views))[:top]
+    # Distinct viewers, of the chosen pages only.
+    wanted = np.zeros(len(pages), dtype=bool)
+    wanted[chosen] = True
+    of_chosen = wanted[page_index]
+    viewer = rows.subject[views_mask][of_chosen]
+    lo = int(viewer.min())
+    span = int(viewer.max()) - lo + 1
+    pairs = distinct(page_index[of_chosen] * span + (viewer - lo))
+    unique = np.bincount(pairs // span, minlength=len(pages))
     pv = (sessions.flags & PAGE_VIEW) > 0
     view_session, view_item = sessions.session[pv], sessions.item[pv]
     entrances: dict[int, int] = {}
@@ -163,13 +172,13 @@ def page_figures(
         last = np.append(first[1:], len(view_session)) - 1
         single = first == last
         for target, idx in ((entrances, first), (exits, last), (bounces, first[single])):
-            found, n = np.unique(view_item[idx], return_counts=True)
+            found, _, n = distinct_counts(view_item[idx])
             target.update(zip(found.tolist(), n.tolist(), strict=True))
     return [
         PageFigures(
             page,
             int(views[i]),
-            unique[page],
+            int(unique[i]),
             entrances.get(page, 0),
             exits.get(page, 0),
             bounces.get(page, 0),
@@ -214,83 +223,100 @@ def path_graph(
     """The path graph of sessions (rows of sessions that started in the range). `rank` gives
     items their order among equal counts when a step keeps its top items (by name, say);
     without it, item codes."""
-    n = len(rows.session)
-    if not n:
+    if not len(rows.session):
         return PathGraph([], [], 0)
     step_ok = ((rows.flags & INCLUDED) > 0) & ((rows.flags & EXCLUDED) == 0)
-    first = _starts(rows.session)
-    sizes = np.diff(np.append(first, n))
-    group = np.repeat(np.arange(len(first)), sizes)
-    index = np.arange(n)
-    big = n + 1
-    if anchored:
-        candidates = np.where((rows.flags & ANCHOR) > 0, index, big)
-        anchor = np.minimum.reduceat(candidates, first)
-    elif previous:
-        anchor = np.maximum.reduceat(np.where(step_ok, index, -1), first)
-        anchor = np.where(anchor < 0, big, anchor)
-    else:
-        anchor = np.minimum.reduceat(np.where(step_ok, index, big), first)
-    at = anchor[group]
-    on_path = (index == at) | (step_ok & ((index < at) if previous else (index > at)))
-    on_path &= at != big
-    picked = np.flatnonzero(on_path)
+    # Without an anchor a path starts at the session's first step event (NEXT) or ends at
+    # its last (PREVIOUS): every step event is on it.
+    on_path = _from_anchor(rows, step_ok, previous) if anchored else step_ok
+    session, item, t = rows.session, rows.item, rows.time
+    if not on_path.all():
+        picked = np.flatnonzero(on_path)
+        session, item, t = session[picked], item[picked], t[picked]
     if previous:
-        picked = picked[::-1]
-    g, item, t = group[picked], rows.item[picked], rows.time[picked]
-    # Collapse consecutive repeats of an item within a path.
-    keep = np.ones(len(picked), dtype=bool)
-    keep[1:] = (g[1:] != g[:-1]) | (item[1:] != item[:-1])
-    g, item, t = g[keep], item[keep], t[keep]
-    if not len(g):
+        session, item, t = session[::-1], item[::-1], t[::-1]
+    # Collapse consecutive repeats of an item within a path (keeping the first, nearest
+    # the anchor).
+    keep = np.ones(len(session), dtype=bool)
+    keep[1:] = (session[1:] != session[:-1]) | (item[1:] != item[:-1])
+    if not keep.all():
+        session, item, t = session[keep], item[keep], t[keep]
+    m = len(session)
+    if not m:
         return PathGraph([], [], 0)
-    path_first = _starts(g)
-    lengths = np.diff(np.append(path_first, len(g)))
-    step = np.arange(len(g)) - np.repeat(path_first, lengths)
-    length = np.repeat(lengths, lengths)
+    new = np.ones(m, dtype=bool)
+    new[1:] = session[1:] != session[:-1]
+    paths = int(new.sum())
+    last = np.ones(m, dtype=bool)  # the path ends here (a drop-off)
+    last[:-1] = new[1:]
+    position = np.arange(m)
+    step = position - np.maximum.accumulate(np.where(new, position, 0))
     within = step <= depth
-    g, item, t, step, length = g[within], item[within], t[within], step[within], length[within]
-    # Keep each step's top items; merge the rest (as one code below every item, so that the
-    # codes stay a small dense range; OTHER in the answer).
-    merged = int(item.min()) - 1
+    if not within.all():
+        session, item, t, step, last = (a[within] for a in (session, item, t, step, last))
+    # Items numbered densely; each step keeps its top items and merges the rest into code
+    # `other` (OTHER in the answer).
+    items, code, _ = distinct_counts(item)
+    other = len(items)
+    per_step = np.bincount(step * other + code, minlength=(depth + 1) * other)
+    per_step = per_step.reshape(depth + 1, other)
+    kept = np.tile(np.arange(other + 1), (depth + 1, 1))
     for k in range(depth + 1):
-        at_k = step == k
-        if not at_k.any():
-            continue
-        found, _, counts = distinct_counts(item[at_k])
-        if len(found) > top_n:
-            ties = rank(found) if rank is not None else found
-            kept = found[np.lexsort((ties, -counts))[:top_n]]
-            item[at_k & ~np.isin(item, kept)] = merged
+        present = np.flatnonzero(per_step[k])
+        if len(present) > top_n:
+            ties = rank(items[present]) if rank is not None else items[present]
+            top = present[np.lexsort((ties, -per_step[k, present]))[:top_n]]
+            kept[k, :other] = other
+            kept[k, top] = top
+    width = other + 1
+    node = step * width + kept[step, code]
+    counts = np.bincount(node, minlength=(depth + 1) * width)
+    ends = np.bincount(node, weights=last, minlength=len(counts))
     sign = -1 if previous else 1
-    nodes: list[Node] = []
-    # Nodes: (step, item) pairs, items numbered densely first.
-    items, item_index, _ = distinct_counts(item)
-    keys, inverse, counts = distinct_counts(step * len(items) + item_index)
-    found_steps, found_items = keys // len(items), items[keys % len(items)]
-    found_items = np.where(found_items == merged, OTHER, found_items)
-    ends = np.bincount(inverse, weights=(length == step + 1), minlength=len(counts))
-    for j in range(len(counts)):
-        nodes.append(
-            Node(sign * int(found_steps[j]), int(found_items[j]), int(counts[j]), int(ends[j]))
-        )
+
+    def item_of(c: int) -> int:
+        return OTHER if c == other else int(items[c])
+
+    nodes = [
+        Node(sign * (j // width), item_of(j % width), int(counts[j]), int(ends[j]))
+        for j in np.flatnonzero(counts).tolist()
+    ]
     nodes.sort(key=lambda x: (abs(x.step), -x.count, x.item))
     # Edges: consecutive steps of one path.
-    nxt = np.flatnonzero(g[1:] == g[:-1])
+    a = np.flatnonzero(session[1:] == session[:-1])
     edges: list[Edge] = []
-    if len(nxt):
-        a, b = nxt, nxt + 1
-        gaps = np.abs(t[b] - t[a])
-        width = len(counts)
-        pairs, e_inv, e_counts = distinct_counts(inverse[a] * width + inverse[b])
-        e_step = found_steps[pairs // width]
-        e_from, e_to = found_items[pairs // width], found_items[pairs % width]
-        by_edge = np.argsort(e_inv, kind="stable")
-        splits = np.cumsum(e_counts)[:-1]
-        for j, members in enumerate(np.split(by_edge, splits)):
-            near = (sign * int(e_step[j]), int(e_from[j]))
-            far = (sign * (int(e_step[j]) + 1), int(e_to[j]))
+    if len(a):
+        b = a + 1
+        keys, edge, edge_counts = distinct_counts(node[a] * width + node[b] % width)
+        medians = _group_medians(edge, edge_counts, np.abs(t[b] - t[a]))
+        for j, key in enumerate(keys.tolist()):
+            near_node, far_code = divmod(key, width)
+            near = (sign * (near_node // width), item_of(near_node % width))
+            far = (sign * (near_node // width + 1), item_of(far_code))
             source, target = (far, near) if previous else (near, far)
-            edges.append(Edge(source, target, int(e_counts[j]), float(np.median(gaps[members]))))
+            edges.append(Edge(source, target, int(edge_counts[j]), float(medians[j])))
     edges.sort(key=lambda e: (-e.count, abs(e.source[0]), e.source[1], e.target[1]))
-    return PathGraph(nodes, edges, len(path_first))
+    return PathGraph(nodes, edges, paths)
+
+
+def _from_anchor(rows: SessionRows, step_ok: Bools, previous: bool) -> Bools:
+    """Rows on an anchored path: each session's first anchor event, then its step events
+    after it (NEXT) or before it (PREVIOUS)."""
+    n = len(rows.session)
+    first = _starts(rows.session)
+    index = np.arange(n)
+    big = n + 1
+    anchor = np.minimum.reduceat(np.where((rows.flags & ANCHOR) > 0, index, big), first)
+    at = np.repeat(anchor, np.diff(np.append(first, n)))
+    on_path = (index == at) | (step_ok & ((index < at) if previous else (index > at)))
+    return on_path & (at != big)
+
+
+def _group_medians(group: I64, sizes: I64, values: I64) -> npt.NDArray[np.float64]:
+    """The median of the values of each group (groups numbered 0..len(sizes) - 1, the mean
+    of the two middle values for an even count, as np.median)."""
+    ordered = values[lex_order(group, values)]
+    starts = np.cumsum(sizes) - sizes
+    low = ordered[starts + (sizes - 1) // 2].astype(np.float64)
+    high = ordered[starts + sizes // 2].astype(np.float64)
+    return (low + high) / 2
