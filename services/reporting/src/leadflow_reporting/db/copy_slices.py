@@ -69,11 +69,15 @@ async def copy_slices(
             await other.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'; {setup}")
             return await copy_binary(other, sql)
 
-    # A failed slice cancels the others, so none is left reading on a closed transaction.
-    async with asyncio.TaskGroup() as group:
-        others = [group.create_task(elsewhere(q)) for q in queries[1 : 1 + extra]]
-        # Slices beyond the connections available queue up on the report's connection.
-        own = [await copy_binary(conn, q) for q in [queries[0], *queries[1 + extra :]]]
+    # A failed slice cancels the others, so none is left reading on a closed transaction;
+    # its error is raised as itself (a bad regex, say, is the caller's to report).
+    try:
+        async with asyncio.TaskGroup() as group:
+            others = [group.create_task(elsewhere(q)) for q in queries[1 : 1 + extra]]
+            # Slices beyond the connections available queue up on the report's connection.
+            own = [await copy_binary(conn, q) for q in [queries[0], *queries[1 + extra :]]]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
     return [own[0], *(t.result() for t in others), *own[1:]]
 
 
