@@ -162,7 +162,7 @@ async def _demo(
             stub,
             metadata,
             now - timedelta(days=dataset.HISTORY_DAYS + 1),
-            now + timedelta(minutes=1),
+            datetime.now(UTC),
         )
     console.print(summary.grade_table(answers.quality))
     console.print(summary.attribution_table(answers.attribution))

@@ -69,7 +69,11 @@ async def ask(
         pb.GetSourceInsightsRequest(range=window, dimensions=[rt.DIMENSION_SOURCE]),
         metadata=metadata,
     )
-    weekly = await stub.GetWeeklyReport(pb.GetWeeklyReportRequest(), metadata=metadata)
+    # The current week: profiles, stages and routing decisions are dated when the demo sends
+    # them (now), only the behaviour is back-dated.
+    current = pb.GetWeeklyReportRequest()
+    current.week_start.FromDatetime(end)
+    weekly = await stub.GetWeeklyReport(current, metadata=metadata)
     return Answers(quality, attribution, portfolio, insights, weekly)
 
 
