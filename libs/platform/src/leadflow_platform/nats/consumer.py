@@ -14,17 +14,22 @@ A message whose last delivery dies with its process (no code left to dead-letter
 caught from JetStream's MAX_DELIVERIES advisory and dead-lettered from the stream.
 
 A `BatchHandler` applies the messages of one fetch together: in stream order, up to its
-`max_bytes` of payload per transaction, one inbox statement and one commit for all of them
-(one CONSUMER span, linked to each producer's). If such a transaction fails, its messages
-are applied again one by one as above, so one bad message never holds back the others.
+`max_bytes` of payload per transaction, one inbox statement and one commit for all of them.
+The batch has a CONSUMER span of its own (a new trace, linked to each producer's span; the
+database work is under it), and each message a CONSUMER span in its producer's trace (linked
+to the batch's), which `Delivery.trace_context` carries to the handler: the events a message
+causes name it as their cause (`OutboxMessage.trace_context`), so every trace goes on past
+the batch. If such a transaction fails, its messages are applied again one by one as above,
+so one bad message never holds back the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -34,6 +39,7 @@ from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import FetchTimeoutError
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from leadflow_platform import metrics
@@ -84,6 +90,9 @@ class Delivery:
     stream_sequence: int
     deliveries: int
     headers: Mapping[str, str] = field(default_factory=dict)
+    # In a batch: the context of this message's own CONSUMER span, for what the handler
+    # does on its behalf (events it causes, work done for it alone). None: the current one.
+    trace_context: otel_context.Context | None = None
 
 
 Handler = Callable[[asyncpg.Connection, Delivery], Awaitable[None]]
@@ -280,10 +289,9 @@ class Consumer:
             await self.process(group[0][0])
             return
         deliveries = [d for _, d in group]
-        contexts = [trace.get_current_span(h.context_from(d.headers)) for d in deliveries]
-        links = [
-            trace.Link(c.get_span_context()) for c in contexts if c.get_span_context().is_valid
-        ]
+        parents = [h.context_from(d.headers) for d in deliveries]
+        producers = [trace.get_current_span(p).get_span_context() for p in parents]
+        links = [trace.Link(c) for c in producers if c.is_valid]
         with (
             tracer().start_as_current_span(
                 f"{deliveries[0].subject} process",
@@ -302,7 +310,8 @@ class Consumer:
             ),
         ):
             try:
-                applied = await self._apply_batch(deliveries, handler)
+                with message_spans(deliveries, self.spec.durable, parents) as traced:
+                    applied = await self._apply_batch(traced, handler)
             except Exception as exc:
                 span.record_exception(exc)
                 log.warning("batch_failed_applying_one_by_one", error=repr(exc))
@@ -442,6 +451,65 @@ class Consumer:
                 )
         except Exception as exc:  # an advisory handler must never take the consumer down
             log.warning("max_deliveries_advisory_failed", error=repr(exc))
+
+
+@contextlib.contextmanager
+def message_spans(
+    deliveries: Sequence[Delivery],
+    consumer: str,
+    parents: Sequence[otel_context.Context] | None = None,
+) -> Iterator[list[Delivery]]:
+    """One CONSUMER span per message of a batch, each in its producer's trace (`parents`:
+    the contexts of the messages' headers, when already extracted) and linked to the current
+    span (the batch's); yields the deliveries with their `trace_context` set. The spans end
+    with the block, marked failed when it raises (the messages are then applied alone)."""
+    if parents is None:
+        parents = [h.context_from(d.headers) for d in deliveries]
+    batch = trace.get_current_span().get_span_context()
+    links = [trace.Link(batch)] if batch.is_valid else []
+    start = tracer().start_span
+    spans: list[trace.Span] = []
+    traced: list[Delivery] = []
+    for d, parent in zip(deliveries, parents, strict=True):
+        span = start(
+            f"{d.subject} process",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            links=links,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": d.subject,
+                "messaging.message.id": d.message_id,
+                "messaging.consumer.group.name": consumer,
+                "messaging.nats.stream_sequence": d.stream_sequence,
+                "messaging.nats.delivery_count": d.deliveries,
+            },
+        )
+        spans.append(span)
+        traced.append(dataclasses.replace(d, trace_context=trace.set_span_in_context(span, parent)))
+    try:
+        yield traced
+    except BaseException as exc:
+        for span in spans:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, f"batch failed: {exc!r}"))
+        raise
+    finally:
+        for span in spans:
+            span.end()
+
+
+@contextlib.contextmanager
+def in_trace_of(delivery: Delivery) -> Iterator[None]:
+    """Run the block in the delivery's own trace context (its span in a batch), so what it
+    does for that message alone (queries, events) joins that message's trace."""
+    if delivery.trace_context is None:
+        yield
+        return
+    token = otel_context.attach(delivery.trace_context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def _decode(subject: str, data: bytes) -> Message:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from google.protobuf.message import Message
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from leadflow_platform import metrics
@@ -47,6 +48,10 @@ class OutboxMessage:
     # The message already serialized, when the producer has its bytes at hand (`message`
     # still names the type and subject).
     payload: bytes | None = None
+    # The trace the event continues (its PRODUCER span's parent); None: the current one. A
+    # handler applying several messages at once passes the `Delivery.trace_context` of the
+    # message that caused the event, so each message's trace goes on past the batch.
+    trace_context: otel_context.Context | None = None
 
     def resolved_subject(self) -> str:
         return self.subject or subject_of(self.message)
@@ -60,21 +65,30 @@ async def add_to_outbox(conn: asyncpg.Connection, *messages: OutboxMessage) -> N
     """Write events into the outbox of the connection's schema, in the caller's transaction.
 
     Each row stores the trace context of a PRODUCER span made here, a child of the request
-    that caused the event, so its trace continues through the relay into every consumer.
-    The span is made now rather than by the relay, once per subject rather than per message:
-    spans cost tens of µs each, and the relay is on every event's path.
+    (or the message's `trace_context`) that caused the event, so its trace continues through
+    the relay into every consumer. The span is made now rather than by the relay, once per
+    subject and cause rather than per message: spans cost tens of µs each, and the relay is
+    on every event's path.
     """
     if not messages:
         return
-    contexts: dict[str, dict[str, str]] = {}
-    rows = []
+    # Grouped by subject and cause (by identity: the contexts live as long as the call).
+    keyed = []
+    counts: dict[tuple[str, int], int] = {}
+    parents: dict[tuple[str, int], otel_context.Context | None] = {}
     for m in messages:
         subject = m.resolved_subject()
-        trace_ctx = contexts.get(subject)
-        if trace_ctx is None:
-            trace_ctx = contexts[subject] = _producer_context(subject, messages)
+        key = (subject, id(m.trace_context))
+        if key in counts:
+            counts[key] += 1
+        else:
+            counts[key], parents[key] = 1, m.trace_context
+        keyed.append((m, subject, key))
+    contexts = {key: _producer_context(key[0], parents[key], n) for key, n in counts.items()}
+    rows = []
+    for m, subject, key in keyed:
         headers = {
-            **trace_ctx,
+            **contexts[key],
             **m.extra_headers,
             h.TENANT: m.tenant_id,
             h.EVENT_TYPE: m.message.DESCRIPTOR.full_name,
@@ -96,17 +110,21 @@ async def add_to_outbox(conn: asyncpg.Connection, *messages: OutboxMessage) -> N
     await conn.execute("SELECT pg_notify('leadflow_outbox_' || current_schema(), '')")
 
 
-def _producer_context(subject: str, messages: Sequence[OutboxMessage]) -> dict[str, str]:
-    count = sum(1 for m in messages if m.resolved_subject() == subject)
+def _producer_context(
+    subject: str, parent: otel_context.Context | None, count: int
+) -> dict[str, str]:
     attributes: dict[str, str | int] = {
         "messaging.system": "nats",
         "messaging.destination.name": subject,
         "messaging.batch.message_count": count,
     }
-    with tracer().start_as_current_span(
-        f"{subject} publish", kind=trace.SpanKind.PRODUCER, attributes=attributes
-    ):
-        return h.trace_headers()
+    span = tracer().start_span(
+        f"{subject} publish", context=parent, kind=trace.SpanKind.PRODUCER, attributes=attributes
+    )
+    try:
+        return h.trace_headers(trace.set_span_in_context(span, parent))
+    finally:
+        span.end()
 
 
 class OutboxRelay:
