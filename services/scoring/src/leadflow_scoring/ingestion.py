@@ -11,11 +11,12 @@ here by the alias when they were published before it).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
+from opentelemetry.context import Context
 
 from leadflow.ingest.v1 import events_pb2
 from leadflow_platform.logging import get_logger
@@ -56,15 +57,21 @@ class Ingestion:
     # ingest.event.recorded -----------------------------------------------------------------
 
     async def events_recorded(
-        self, conn: asyncpg.Connection, tenant_id: str, *messages: events_pb2.EventsRecorded
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        *messages: events_pb2.EventsRecorded,
+        traces: Sequence[Context | None] = (),
     ) -> None:
         """Apply one or more messages (in stream order) as one: each lead is rescored once,
-        with all its new events, whichever message they came in."""
+        with all its new events, whichever message they came in. `traces`: each message's
+        trace context (in a batch), continued by the events about the leads it changed."""
         if not messages:
             return
         items = [i for m in messages for i in inputs.counted_events(m.events)]
         if not items:
             return
+        causes = _traces_by_event(messages, traces)
         now = datetime.now(UTC)
         blocked_leads, blocked_anons = await self._erased.blocked(
             conn,
@@ -110,7 +117,9 @@ class Ingestion:
         fresh = await repo.insert_events(conn, tenant_id, rows)
         if by_lead:
             causation_id = messages[-1].metadata.event_id
-            model = await self._apply_to_leads(conn, tenant_id, causation_id, by_lead, fresh, now)
+            model = await self._apply_to_leads(
+                conn, tenant_id, causation_id, by_lead, fresh, now, causes
+            )
         else:
             model = await self._leads.models.active(conn, tenant_id)
         visitors = await self._lock_visitors(conn, tenant_id, by_visitor, model, create=True)
@@ -136,6 +145,7 @@ class Ingestion:
         by_lead: dict[str, list[ActivityEvent]],
         fresh: set[str],
         now: datetime,
+        causes: Mapping[str, Context | None],
     ) -> ScoringModel:
         """Apply the new events to their leads (a new lead enters `new` at its first
         event) and store them; returns the model used."""
@@ -154,7 +164,7 @@ class Ingestion:
             return await self._leads.prepare(
                 conn,
                 tenant_id,
-                _with_events(states, by_lead, fresh, model),
+                _with_events(states, by_lead, fresh, model, causes),
                 model,
                 now=now,
                 cause="event",
@@ -332,6 +342,7 @@ def _with_events(
     by_lead: dict[str, list[ActivityEvent]],
     fresh: set[str],
     model: ScoringModel,
+    causes: Mapping[str, Context | None],
 ) -> list[LeadState]:
     """The leads with their new events applied (those that changed or are new)."""
     changed = []
@@ -342,8 +353,24 @@ def _with_events(
         state.apply_events(new, model)
         if new:
             state.causation_id = new[-1].event_id
+            state.trace_context = causes.get(state.causation_id)
         changed.append(state)
     return changed
+
+
+def _traces_by_event(
+    messages: Sequence[events_pb2.EventsRecorded], traces: Sequence[Context | None]
+) -> dict[str, Context | None]:
+    """The trace of the message each event came in (empty outside a traced batch): a
+    lead's events continue the trace of the message with its latest event."""
+    if all(t is None for t in traces):
+        return {}
+    return {
+        e.event_id: ctx
+        for m, ctx in zip(messages, traces, strict=True)
+        if ctx is not None
+        for e in m.events
+    }
 
 
 async def _save_visitors(

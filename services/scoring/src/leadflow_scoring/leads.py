@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from opentelemetry.context import Context
 
 from leadflow.scoring.v1 import lead_score_pb2
 from leadflow_platform.nats import OutboxMessage, add_to_outbox
@@ -84,6 +85,7 @@ class LeadState:
     dropped: list[str] = field(default_factory=list)
     quiet: set[str] = field(default_factory=set)
     revision: int | None = None  # the row's, as read (None: no row yet)
+    trace_context: Context | None = None  # the trace its events continue (None: current)
 
     def move(
         self,
@@ -317,7 +319,12 @@ class Leads:
                 if transition_id not in s.quiet:
                     outbox.append(
                         published.stage_changed(
-                            tenant_id, s.lead_id, transition_id, t, score.home_brand_id
+                            tenant_id,
+                            s.lead_id,
+                            transition_id,
+                            t,
+                            score.home_brand_id,
+                            trace_context=s.trace_context,
                         )
                     )
             history = None
@@ -344,6 +351,7 @@ class Leads:
                         causation_id=cause_id,
                         at=now,
                         score_bytes=score_bytes,
+                        trace_context=s.trace_context,
                     )
                 )
             visit = s.visit

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import asyncpg
+from opentelemetry.context import Context
 
 from leadflow.ingest.v1 import events_pb2
 from leadflow_platform.nats import Delivery, PoisonMessage
-from leadflow_platform.nats.consumer import BatchHandler
+from leadflow_platform.nats.consumer import BatchHandler, in_trace_of
 from leadflow_scoring.ingestion import Ingestion
 
 DURABLE = "scoring-ingest-events"
@@ -37,6 +38,7 @@ MAX_BATCH_BYTES = 256 * 1024
 def handler(ingestion: Ingestion) -> BatchHandler:
     async def apply(conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
         run: list[events_pb2.EventsRecorded] = []
+        traces: list[Context | None] = []  # each message's trace, for the leads it changes
         run_tenant = ""
         for delivery in deliveries:
             tenant_id = _tenant(delivery)
@@ -44,15 +46,17 @@ def handler(ingestion: Ingestion) -> BatchHandler:
             if run and (
                 tenant_id != run_tenant or not isinstance(message, events_pb2.EventsRecorded)
             ):
-                await ingestion.events_recorded(conn, run_tenant, *run)
-                run = []
+                await ingestion.events_recorded(conn, run_tenant, *run, traces=traces)
+                run, traces = [], []
             if isinstance(message, events_pb2.EventsRecorded):
                 run.append(message)
+                traces.append(delivery.trace_context)
                 run_tenant = tenant_id
             else:
-                await _apply_one(ingestion, conn, tenant_id, delivery)
+                with in_trace_of(delivery):
+                    await _apply_one(ingestion, conn, tenant_id, delivery)
         if run:
-            await ingestion.events_recorded(conn, run_tenant, *run)
+            await ingestion.events_recorded(conn, run_tenant, *run, traces=traces)
 
     return BatchHandler(apply, max_bytes=MAX_BATCH_BYTES)
 

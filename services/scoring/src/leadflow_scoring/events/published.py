@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from opentelemetry.context import Context
+
 from leadflow.common.v1 import event_metadata_pb2, lead_pb2
 from leadflow.scoring.v1 import events_pb2, lead_score_pb2
 from leadflow_platform.nats import OutboxMessage
@@ -76,10 +78,11 @@ def score_events(
     causation_id: str,
     at: datetime,
     score_bytes: bytes | None = None,
+    trace_context: Context | None = None,
 ) -> list[OutboxMessage]:
     """scoring.score.changed, then one scoring.threshold.crossed per crossing (grade
     first); nothing when the verdict is no change. `score_bytes`: `score` serialized, when
-    the caller has it."""
+    the caller has it; `trace_context`: the trace they continue (None: the current one)."""
     if not verdict.changed:
         return []
     if score_bytes is None:
@@ -94,7 +97,15 @@ def score_events(
     )
     _metadata(changed.metadata, event_id, tenant_id, at, causation_id)
     payload = changed.SerializeToString() + _length_delimited(_SCORE_CHANGED_SCORE, score_bytes)
-    out = [OutboxMessage(changed, message_id=event_id, tenant_id=tenant_id, payload=payload)]
+    out = [
+        OutboxMessage(
+            changed,
+            message_id=event_id,
+            tenant_id=tenant_id,
+            payload=payload,
+            trace_context=trace_context,
+        )
+    ]
     for crossing in verdict.crossings:
         crossing_id = new_id()
         crossed = events_pb2.ThresholdCrossed(
@@ -114,7 +125,11 @@ def score_events(
         )
         out.append(
             OutboxMessage(
-                crossed, message_id=crossing_id, tenant_id=tenant_id, payload=crossed_payload
+                crossed,
+                message_id=crossing_id,
+                tenant_id=tenant_id,
+                payload=crossed_payload,
+                trace_context=trace_context,
             )
         )
     return out
@@ -126,6 +141,8 @@ def stage_changed(
     transition_id: str,
     transition: Transition,
     home_brand_id: str,
+    *,
+    trace_context: Context | None = None,
 ) -> OutboxMessage:
     message = events_pb2.StageChanged(
         lead_id=lead_id,
@@ -144,4 +161,6 @@ def stage_changed(
         message.metadata, transition_id, tenant_id, transition.at, transition.triggering_event_id
     )
     set_duration(message.time_in_previous_stage, transition.time_in_previous_stage)
-    return OutboxMessage(message, message_id=transition_id, tenant_id=tenant_id)
+    return OutboxMessage(
+        message, message_id=transition_id, tenant_id=tenant_id, trace_context=trace_context
+    )
