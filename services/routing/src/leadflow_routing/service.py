@@ -26,6 +26,7 @@ from leadflow_platform.errors import FailedPrecondition, FieldViolation, Invalid
 from leadflow_platform.lifecycle import ServiceContext
 from leadflow_platform.logging import get_logger
 from leadflow_platform.nats import add_to_outbox
+from leadflow_platform.nats.headers import traceparent
 from leadflow_routing.api import audit, mapping
 from leadflow_routing.db import repository as repo
 from leadflow_routing.domain.config import NurtureChannel, RoutingConfig, SinkKind, with_defaults
@@ -340,6 +341,7 @@ class RoutingService:
                 mapping.sink_to_proto(brand.sink).SerializeToString(),
                 body,
                 decision.decided_at,
+                traceparent(),  # sent later: its attempts continue this decision's trace
             )
 
     async def route_lead(

@@ -795,10 +795,11 @@ async def insert_delivery(
     sink: bytes,
     body: bytes,
     at: datetime,
+    traceparent: str = "",
 ) -> None:
     await conn.execute(
         "INSERT INTO deliveries (tenant_id, delivery_id, lead_id, brand_id, sink, body,"
-        " next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
+        " next_attempt_at, created_at, traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)"
         " ON CONFLICT DO NOTHING",
         tenant_id,
         delivery_id,
@@ -807,6 +808,7 @@ async def insert_delivery(
         sink,
         body,
         at,
+        traceparent,
     )
     await conn.execute("SELECT pg_notify('leadflow_routing_deliveries', '')")
 
@@ -824,7 +826,8 @@ async def lease_deliveries(
                 AND (leased_until IS NULL OR leased_until <= $1)
               ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) due
         WHERE d.tenant_id = due.tenant_id AND d.delivery_id = due.delivery_id
-        RETURNING d.tenant_id, d.delivery_id, d.lead_id, d.brand_id, d.sink, d.body, d.attempts
+        RETURNING d.tenant_id, d.delivery_id, d.lead_id, d.brand_id, d.sink, d.body, d.attempts,
+            d.traceparent
         """,
         now,
         lease_seconds,

@@ -3,7 +3,8 @@ so nothing routed is lost), sends each to its sink, and retries failures with ex
 backoff and full jitter until the sink's max_attempts, then dead-letters the delivery with the
 last reason. Deliveries are leased (committed) before the HTTP call, so replicas never send
 the same one at once and a crashed worker's lease simply expires; receivers get the same
-Idempotency-Key on every attempt."""
+Idempotency-Key on every attempt. Each attempt is a span in the trace of the decision that
+wrote the delivery (its traceparent is stored with it), and the request carries it on."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from datetime import datetime
 
 import asyncpg
 import httpx
+from opentelemetry import trace
 
 from leadflow.routing.v1 import routing_config_pb2 as cpb
 from leadflow_platform import metrics
 from leadflow_platform.lifecycle import ServiceContext
 from leadflow_platform.logging import get_logger
+from leadflow_platform.nats.headers import context_from_traceparent
+from leadflow_platform.telemetry import tracer
 from leadflow_routing.api.mapping import sink_from_proto
 from leadflow_routing.db import repository as repo
 from leadflow_routing.domain.backoff import exhausted, next_delay
@@ -93,16 +97,34 @@ class DeliveryWorker:
         sink = sink_from_proto(cpb.Sink.FromString(row["sink"]))
         attempts = row["attempts"] + 1
         error = ""
-        try:
-            timeout = sink.timeout.total_seconds()
-            if sink.kind is SinkKind.WEBHOOK and sink.webhook is not None:
-                await send_webhook(
-                    client, sink.webhook, timeout, self._secrets, row["delivery_id"], row["body"]
-                )
-            elif sink.kind is SinkKind.MAUTIC and sink.mautic is not None:
-                await send_mautic(client, sink.mautic, timeout, self._secrets, row["body"])
-        except SendFailed as exc:
-            error = str(exc)
+        with tracer().start_as_current_span(
+            f"{sink.kind.value} delivery",
+            context=context_from_traceparent(row["traceparent"]),
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "leadflow.tenant_id": row["tenant_id"],
+                "leadflow.delivery_id": row["delivery_id"],
+                "leadflow.brand_id": row["brand_id"],
+                "leadflow.sink": sink.kind.value,
+                "leadflow.delivery.attempt": attempts,
+            },
+        ) as span:
+            try:
+                timeout = sink.timeout.total_seconds()
+                if sink.kind is SinkKind.WEBHOOK and sink.webhook is not None:
+                    await send_webhook(
+                        client,
+                        sink.webhook,
+                        timeout,
+                        self._secrets,
+                        row["delivery_id"],
+                        row["body"],
+                    )
+                elif sink.kind is SinkKind.MAUTIC and sink.mautic is not None:
+                    await send_mautic(client, sink.mautic, timeout, self._secrets, row["body"])
+            except SendFailed as exc:
+                error = str(exc)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, error))
         at = self.now()
         if not error:
             state, next_at = "delivered", None

@@ -1,5 +1,6 @@
 """Sending one delivery to a webhook or to Mautic. A send either returns (delivered) or
-raises SendFailed with a reason that names no personal data."""
+raises SendFailed with a reason that names no personal data. Requests carry the W3C
+`traceparent` of the delivery attempt, so a receiver that traces can join the lead's trace."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from leadflow_platform.nats.headers import trace_headers
 from leadflow_routing.domain.config import MauticSink, WebhookSink
 from leadflow_routing.domain.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 from leadflow_routing.sinks.secrets import SecretMissing, SecretStore
@@ -37,6 +39,7 @@ async def send_webhook(
         raise SendFailed(str(exc)) from None
     headers = {
         **sink.headers,
+        **trace_headers(),
         "Content-Type": "application/json",
         SIGNATURE_HEADER: sign(secret.encode(), body),
         IDEMPOTENCY_HEADER: delivery_id,
@@ -91,7 +94,7 @@ async def send_mautic(
     except SecretMissing as exc:
         raise SendFailed(str(exc)) from None
     auth = "Basic " + base64.b64encode(credentials.encode()).decode()
-    headers = {"Authorization": auth, "Content-Type": "application/json"}
+    headers = {"Authorization": auth, "Content-Type": "application/json", **trace_headers()}
     base = sink.base_url.rstrip("/")
     try:
         response = await client.post(
