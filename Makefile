@@ -21,8 +21,9 @@ $(SYNCED): $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml service
 
 install: $(SYNCED)
 
+# `make up TRACES=1` also runs the local trace viewer (`leadflow up --traces`).
 up: $(SYNCED)
-	$(BIN)/leadflow up
+	$(BIN)/leadflow up $(if $(TRACES),--traces)
 
 test: $(SYNCED)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -6,6 +6,8 @@
 3. Each installed service in its own process (`leadflow serve <name>`), then a wait for its
    health check to answer SERVING.
 4. A table of what listens where; `<data dir>/stack.json` for other commands.
+   With `--traces`, a local trace viewer runs in this process first: an OTLP/gRPC receiver
+   every service exports its spans to, and a page of the recent traces.
 5. On Ctrl-C or SIGTERM: services stopped (SIGTERM, then SIGKILL after the grace period),
    then nats-server, then PostgreSQL. Services run in their own sessions, so a terminal's
    Ctrl-C reaches only this process and the order above holds.
@@ -38,16 +40,28 @@ from leadflow_platform.logging import configure_logging
 from leadflow_platform.provision import provision_all
 from leadflow_platform.service import SUITE, ServiceSpec, discover_services
 from leadflow_platform.settings import Settings
+from leadflow_platform.traces import SpanStore, TraceReceiver, TraceViewer
 
 console = Console(stderr=True)
 HEALTH_TIMEOUT_SECONDS = 90.0
 EMBEDDED_STREAM_MAX_BYTES = 512 * 1024**2
+# The trace viewer's conventional ports (any free one when taken): OTLP/gRPC's own, and the
+# one before the services' metrics ports.
+OTLP_PORT = 4317
+TRACE_VIEWER_PORT = 9460
+# Spans reach the viewer within about a second (the SDK's default batch delay is 5 s).
+TRACE_EXPORT_DELAY_MS = "1000"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     up = subparsers.add_parser("up", help="start the whole suite (embedded servers if needed)")
     up.add_argument("--host", default="127.0.0.1", help="address services bind to")
     up.add_argument("--only", action="append", metavar="SERVICE", help="start only these services")
+    up.add_argument(
+        "--traces",
+        action="store_true",
+        help="run a local trace viewer: services export spans to it, a page shows them",
+    )
     up.set_defaults(run=run)
 
 
@@ -73,8 +87,28 @@ def run(args: argparse.Namespace) -> int:
 
     stopping = _StopSignal()
     postgres = nats = None
+    receiver: TraceReceiver | None = None
+    viewer: TraceViewer | None = None
+    trace_env: dict[str, str] = {}
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
+        if args.traces:
+            store = SpanStore()
+            receiver = TraceReceiver(
+                store, host=args.host, port=_port_for(OTLP_PORT, args.host)
+            ).start()
+            viewer = TraceViewer(
+                store,
+                host=args.host,
+                port=_port_for(TRACE_VIEWER_PORT, args.host),
+                receiver_endpoint=receiver.endpoint,
+            ).start()
+            trace_env = {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                "OTEL_BSP_SCHEDULE_DELAY": os.environ.get(
+                    "OTEL_BSP_SCHEDULE_DELAY", TRACE_EXPORT_DELAY_MS
+                ),
+            }
         database_url, nats_url = settings.database_url, settings.nats_url
         if not database_url:
             console.print("starting PostgreSQL (embedded)...")
@@ -101,14 +135,16 @@ def run(args: argparse.Namespace) -> int:
         }
         for name, spec in services.items():
             processes[name] = _spawn(
-                spec, stack_settings, addresses[name], metrics_ports[name], data_dir
+                spec, stack_settings, addresses[name], metrics_ports[name], data_dir, trace_env
             )
         children = [p.pid for p in processes.values()]
         if nats is not None and nats.process is not None:
             children.append(nats.process.pid)
         StackFile(os.getpid(), database_url, nats_url, addresses, children).write(data_dir)
         statuses = asyncio.run(_wait_healthy(addresses, processes, stopping))
-        _print_table(database_url, nats_url, addresses, metrics_ports, statuses, postgres, nats)
+        _print_table(
+            database_url, nats_url, addresses, metrics_ports, statuses, postgres, nats, viewer
+        )
         if any(status != "SERVING" for status in statuses.values()):
             console.print("[red]not every service became healthy; stopping")
             return 1
@@ -121,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
             nats.stop()
         if postgres is not None:
             postgres.stop()
+        if viewer is not None:
+            viewer.stop()
+        if receiver is not None:
+            receiver.stop()
         with contextlib.suppress(OSError):
             StackFile.path(data_dir).unlink()
         console.print("stopped.")
@@ -149,11 +189,21 @@ def _port_for(port: int, host: str) -> int:
 
 
 def _spawn(
-    spec: ServiceSpec, settings: Settings, address: str, metrics_port: int, data_dir: Path
+    spec: ServiceSpec,
+    settings: Settings,
+    address: str,
+    metrics_port: int,
+    data_dir: Path,
+    trace_env: dict[str, str],
 ) -> subprocess.Popen[bytes]:
     host, port = address.rsplit(":", 1)
+    environ = dict(os.environ)
+    if trace_env:
+        # The viewer's receiver, not a traces-only endpoint named in this shell.
+        environ.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
     env = {
-        **os.environ,
+        **environ,
+        **trace_env,
         "LEADFLOW_DATABASE_URL": settings.database_url,
         "LEADFLOW_NATS_URL": settings.nats_url,
         "LEADFLOW_GRPC_HOST": host,
@@ -199,6 +249,7 @@ def _print_table(
     statuses: dict[str, str],
     postgres: EmbeddedPostgres | None,
     nats: EmbeddedNats | None,
+    viewer: TraceViewer | None = None,
 ) -> None:
     table = Table("component", "listens on", "status", "metrics", title="leadflow")
     table.add_row(
@@ -221,6 +272,9 @@ def _print_table(
     for name in addresses:
         if name not in SUITE:
             table.add_row(name, addresses[name], statuses.get(name, "?"))
+    if viewer is not None:
+        table.add_row("trace viewer", viewer.url, "[green]serving[/green]")
+        table.add_row("otlp receiver", viewer.receiver_endpoint, "spans exported here", style="dim")
     Console().print(table)
 
 
