@@ -72,31 +72,38 @@ async def add_to_outbox(conn: asyncpg.Connection, *messages: OutboxMessage) -> N
     """
     if not messages:
         return
-    # Grouped by subject and cause (by identity: the contexts live as long as the call).
-    keyed = []
-    counts: dict[tuple[str, int], int] = {}
-    parents: dict[tuple[str, int], otel_context.Context | None] = {}
-    for m in messages:
-        subject = m.resolved_subject()
-        key = (subject, id(m.trace_context))
-        if key in counts:
-            counts[key] += 1
-        else:
-            counts[key], parents[key] = 1, m.trace_context
-        keyed.append((m, subject, key))
-    contexts = {key: _producer_context(key[0], parents[key], n) for key, n in counts.items()}
+    # One PRODUCER span per subject and cause (a context, by identity: the contexts live as
+    # long as the call), its message count set before it ends.
+    producers: dict[tuple[str, int], _Producer] = {}
     rows = []
-    for m, subject, key in keyed:
-        headers = {
-            **contexts[key],
-            **m.extra_headers,
-            h.TENANT: m.tenant_id,
-            h.EVENT_TYPE: m.message.DESCRIPTOR.full_name,
-        }
-        payload = m.payload if m.payload is not None else m.message.SerializeToString()
-        rows.append(
-            (m.message_id, subject, payload, _dumps(headers), m.tenant_id, m.redact_after_publish)
-        )
+    try:
+        for m in messages:
+            subject = m.resolved_subject()
+            key = (subject, id(m.trace_context))
+            producer = producers.get(key)
+            if producer is None:
+                producer = producers[key] = _Producer(subject, m.trace_context)
+            producer.count += 1
+            headers = {
+                **producer.headers,
+                **m.extra_headers,
+                h.TENANT: m.tenant_id,
+                h.EVENT_TYPE: m.message.DESCRIPTOR.full_name,
+            }
+            payload = m.payload if m.payload is not None else m.message.SerializeToString()
+            rows.append(
+                (
+                    m.message_id,
+                    subject,
+                    payload,
+                    _dumps(headers),
+                    m.tenant_id,
+                    m.redact_after_publish,
+                )
+            )
+    finally:
+        for producer in producers.values():
+            producer.end()
     # One statement for the lot (ids in the order given): a row per statement costs the
     # server a statement each.
     await conn.execute(
@@ -110,21 +117,24 @@ async def add_to_outbox(conn: asyncpg.Connection, *messages: OutboxMessage) -> N
     await conn.execute("SELECT pg_notify('leadflow_outbox_' || current_schema(), '')")
 
 
-def _producer_context(
-    subject: str, parent: otel_context.Context | None, count: int
-) -> dict[str, str]:
-    attributes: dict[str, str | int] = {
-        "messaging.system": "nats",
-        "messaging.destination.name": subject,
-        "messaging.batch.message_count": count,
-    }
-    span = tracer().start_span(
-        f"{subject} publish", context=parent, kind=trace.SpanKind.PRODUCER, attributes=attributes
-    )
-    try:
-        return h.trace_headers(trace.set_span_in_context(span, parent))
-    finally:
-        span.end()
+class _Producer:
+    """The PRODUCER span of the events of one subject and cause, and its trace headers."""
+
+    __slots__ = ("count", "headers", "span")
+
+    def __init__(self, subject: str, parent: otel_context.Context | None) -> None:
+        self.span = tracer().start_span(
+            f"{subject} publish",
+            context=parent,
+            kind=trace.SpanKind.PRODUCER,
+            attributes={"messaging.system": "nats", "messaging.destination.name": subject},
+        )
+        self.headers = h.trace_headers(trace.set_span_in_context(self.span, parent))
+        self.count = 0
+
+    def end(self) -> None:
+        self.span.set_attribute("messaging.batch.message_count", self.count)
+        self.span.end()
 
 
 class OutboxRelay:
