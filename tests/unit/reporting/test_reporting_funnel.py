@@ -279,7 +279,20 @@ def datasets(draw):
 @settings(max_examples=400, deadline=None)
 @given(datasets())
 def test_engine_matches_the_reference(data):
+    check_against_reference(*data)
+
+
+@settings(max_examples=150, deadline=None)
+@given(datasets())
+def test_engine_matches_the_reference_with_ids_and_times_too_wide_to_pack(data):
+    # Subject ids times 2**40 and times in units of 10**9: (subject, time) no longer packs
+    # into one integer, and the engine keys rows by ranks instead.
     steps, order, exclusions, events, window = data
+    wide = [RefEvent(e.subject << 40, e.time * 10**9, e.steps, e.exclusions, e.row) for e in events]
+    check_against_reference(steps, order, exclusions, wide, window * 10**9)
+
+
+def check_against_reference(steps, order, exclusions, events, window):
     mask = [
         sum(1 << k for k in e.steps) + sum(1 << (EXCLUSION_BIT + j) for j in e.exclusions)
         for e in events

@@ -24,12 +24,13 @@ Semantics (FunnelDefinition in report_types.proto):
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from leadflow_reporting.domain.ordering import lex_order
+from leadflow_reporting.domain.ordering import lex_order, stable_order
 
 EXCLUSION_BIT = 16
 MAX_STEPS = 10
@@ -102,41 +103,61 @@ def _empty(steps: int, excluded: int = 0) -> Entries:
     return Entries(z, z.copy(), m, m.copy(), excluded)
 
 
-def _sort_order(subject: I64, time: I64) -> I64:
-    """Row order by (subject, time), ties kept in input order."""
-    return lex_order(subject, time)
+@dataclass(frozen=True)
+class _Keyed:
+    """Rows keyed by (subject, time) as one integer: `key` orders them (equal keys: the same
+    subject at the same time) and `key + 1` is the smallest key strictly later in time for
+    the subject (or a later subject's, told apart by the subject)."""
+
+    key: I64
+    subject: I64
+    time: I64
+
+
+def _keyed(rows: Rows) -> _Keyed:
+    subject, time = rows.subject, rows.time
+    s0, t0 = int(subject.min()), int(time.min())
+    subjects, span = int(subject.max()) - s0 + 1, int(time.max()) - t0 + 1
+    if subjects * span < 2**62:
+        return _Keyed((subject - s0) * span + (time - t0), subject, time)
+    # Too wide to pack: ranks of subjects and times keep the order and the ties.
+    _, subject_rank = np.unique(subject, return_inverse=True)
+    times, time_rank = np.unique(time, return_inverse=True)
+    return _Keyed(subject_rank.reshape(-1) * len(times) + time_rank.reshape(-1), subject, time)
 
 
 @dataclass(frozen=True)
-class _Sorted:
+class _Events:
+    """Some rows (those of one step, say) sorted by key, ties in input order."""
+
+    row: I64  # input row
+    key: I64
     subject: I64
     time: I64
-    mask: I64
-    tie_start: I64  # first position of the row's (subject, time) group
-    tie_end: I64  # last position of that group
-    group: I64  # group number of the row
-    group_mask: I64  # OR of the masks of each group
+
+    def __len__(self) -> int:
+        return len(self.row)
 
 
-def _sorted(rows: Rows, order: I64) -> _Sorted:
-    subject, time, mask = rows.subject[order], rows.time[order], rows.mask[order]
-    n = len(subject)
-    new = np.ones(n, dtype=np.bool_)
-    new[1:] = (subject[1:] != subject[:-1]) | (time[1:] != time[:-1])
-    starts = np.flatnonzero(new)
-    group = np.cumsum(new) - 1
-    ends = np.append(starts[1:], n) - 1
-    group_mask = np.bitwise_or.reduceat(mask, starts) if n else mask
-    return _Sorted(subject, time, mask, starts[group], ends[group], group, group_mask)
+def _events(k: _Keyed, rows: I64) -> _Events:
+    subject, time = k.subject[rows], k.time[rows]
+    if len(rows) < 2 or bool((time[1:] >= time[:-1]).all()):
+        # In time order already (one event type read from its index): by subject only.
+        ordered = rows[stable_order(subject)]
+    else:
+        ordered = rows[lex_order(subject, time)]
+    return _Events(ordered, k.key[ordered], k.subject[ordered], k.time[ordered])
 
 
-def _first_at_or_after(positions: I64, at: I64) -> tuple[I64, Bools]:
-    """For each value of `at`, the first element of sorted `positions` that is >= it."""
-    j = np.searchsorted(positions, at, side="left")
-    found = j < len(positions)
-    if len(positions) == 0:
-        return np.zeros(len(at), dtype=np.int64), found
-    return positions[np.minimum(j, len(positions) - 1)], found
+def _next(events: _Events, key: I64, subject: I64, *, strictly: bool) -> tuple[I64, Bools]:
+    """For each (key, subject): the index of the first of `events` at a key >= it (> it when
+    `strictly`), and whether there is one of the same subject."""
+    j = np.searchsorted(events.key, key + 1 if strictly else key, side="left")
+    found = j < len(events)
+    if not len(events):
+        return np.zeros(len(key), dtype=np.int64), found
+    j = np.minimum(j, len(events) - 1)
+    return j, found & (events.subject[j] == subject)
 
 
 def _chosen(subject_of_attempt: I64, reached: I64) -> I64:
@@ -149,114 +170,173 @@ def _chosen(subject_of_attempt: I64, reached: I64) -> I64:
     segment = np.cumsum(new) - 1
     best = np.maximum.reduceat(reached, starts)
     candidates = np.flatnonzero(reached == best[segment])
-    _, first = np.unique(segment[candidates], return_index=True)
+    first = np.ones(len(candidates), dtype=np.bool_)
+    first[1:] = segment[candidates[1:]] != segment[candidates[:-1]]
     return candidates[first]
 
 
-def _ordered_paths(s: _Sorted, shape: FunnelShape, step_pos: list[I64]) -> tuple[I64, I64]:
-    """SEQUENTIAL and STRICT: every attempt's path. Returns (positions (attempts x steps,
-    -1 where not reached), steps reached)."""
-    starts = step_pos[0]
+def _follow(
+    events: _Events, key: I64, subject: I64, everything: _Events | None
+) -> tuple[I64, Bools]:
+    """For each event (key, subject) the index of the one of `events` that can follow it
+    and whether there is one: the first strictly later (SEQUENTIAL), or one at the
+    subject's next point in time among `everything` (STRICT)."""
+    if not len(events):
+        return np.zeros(len(key), dtype=np.int64), np.zeros(len(key), dtype=np.bool_)
+    if everything is None:
+        return _next(events, key, subject, strictly=True)
+    g, ok = _next(everything, key, subject, strictly=True)
+    j, found = _next(events, everything.key[g], subject, strictly=False)
+    return j, ok & found & (events.key[j] == everything.key[g])
+
+
+def _ordered_paths(
+    k: _Keyed, shape: FunnelShape, steps: list[_Events], rows: Rows
+) -> tuple[I64, Callable[[I64], I64]]:
+    """SEQUENTIAL and STRICT: the steps every attempt reaches (attempts: step-0 events by
+    key), and a function giving the paths (input rows, -1 where not reached) of chosen
+    attempts.
+
+    Which event follows a step's event depends on that event alone, so the chain of later
+    steps is followed once from each step-1 event; an attempt takes the chain of its next
+    step-1 event as far as its window reaches (the chain's times rise)."""
+    starts = steps[0]
     count = len(starts)
-    path = np.full((count, shape.steps), -1, dtype=np.int64)
-    path[:, 0] = starts
+    limit = starts.time + shape.window_us
     reached = np.ones(count, dtype=np.int64)
-    limit = s.time[starts] + shape.window_us
-    active = np.arange(count)
-    n = len(s.subject)
-    for k in range(1, shape.steps):
-        if len(active) == 0:
-            break
-        prev = path[active, k - 1]
-        candidates = step_pos[k]
-        if shape.order is Order.STRICT:
-            after = s.tie_end[prev] + 1
-            ok = after < n
-            after = np.where(ok, after, 0)
-            ok &= s.subject[after] == s.subject[prev]
-            ok &= ((s.group_mask[s.group[after]] >> k) & 1).astype(np.bool_)
-            nxt, found = _first_at_or_after(candidates, after)
-            ok &= found
+    everything = _events(k, np.arange(len(rows))) if shape.order is Order.STRICT else None
+    if shape.steps == 1 or not len(steps[1]):
+        first = np.zeros(count, dtype=np.int64)
+        return reached, lambda pick: _paths(
+            shape, starts, steps, [], first[pick], reached[pick], pick
+        )
+    # chain[m - 1][e]: index into steps[m] of the step-m event that follows step-1 event e
+    # (m >= 1), with whether there is one.
+    one = steps[1]
+    chain = [np.arange(len(one))]
+    linked = [np.ones(len(one), dtype=np.bool_)]
+    for m in range(2, shape.steps):
+        if len(steps[m - 1]):
+            at = steps[m - 1].key[chain[-1]]
+            j, ok = _follow(steps[m], at, one.subject, everything)
         else:
-            nxt, found = _first_at_or_after(candidates, s.tie_end[prev] + 1)
-            ok = found & (s.subject[nxt] == s.subject[prev])
-        ok &= s.time[nxt] <= limit[active]
-        active = active[ok]
-        path[active, k] = nxt[ok]
-        reached[active] += 1
-    return path, reached
+            j, ok = np.zeros(len(one), dtype=np.int64), np.zeros(len(one), dtype=np.bool_)
+        chain.append(j)
+        linked.append(ok & linked[-1])
+    first, ok = _follow(one, starts.key, starts.subject, everything)
+    for m in range(1, shape.steps):
+        if len(steps[m]):
+            e = chain[m - 1][first]
+            ok &= linked[m - 1][first] & (steps[m].time[e] <= limit)
+        else:
+            ok = np.zeros(count, dtype=np.bool_)
+        reached += ok
+    return reached, lambda pick: _paths(
+        shape, starts, steps, chain, first[pick], reached[pick], pick
+    )
 
 
-def _any_paths(s: _Sorted, shape: FunnelShape, step_pos: list[I64]) -> tuple[I64, I64, I64]:
-    """ANY: every attempt (any step event). Returns (attempt positions, positions per
-    reached step in the order steps were reached (-1 beyond), steps reached)."""
+def _paths(
+    shape: FunnelShape,
+    starts: _Events,
+    steps: list[_Events],
+    chain: list[I64],
+    first: I64,
+    reached: I64,
+    pick: I64 | None = None,
+) -> I64:
+    path = np.full((len(first), shape.steps), -1, dtype=np.int64)
+    path[:, 0] = starts.row if pick is None else starts.row[pick]
+    for m in range(1, shape.steps):
+        got = np.flatnonzero(reached > m)
+        if not len(got):
+            break
+        path[got, m] = steps[m].row[chain[m - 1][first[got]]]
+    return path
+
+
+def _any_paths(rows: Rows, k: _Keyed, shape: FunnelShape) -> tuple[_Events, I64, I64]:
+    """ANY: every attempt (any step event, by key). Returns (attempts, input rows per reached
+    step in the order steps were reached (-1 beyond), steps reached).
+
+    Each step's first event at or after an attempt (its time included) is found by a
+    backward running minimum over the attempts themselves (every step event is one)."""
     step_bits = (1 << shape.steps) - 1
-    anchors = np.flatnonzero(s.mask & step_bits)
-    lower = s.tie_start[anchors]
-    limit = s.time[anchors] + shape.window_us
+    anchors = _events(k, np.flatnonzero(rows.mask & step_bits))
+    n = len(anchors)
+    position = np.arange(n)
+    new = np.ones(n, dtype=np.bool_)
+    new[1:] = anchors.key[1:] != anchors.key[:-1]
+    tie_start = np.maximum.accumulate(np.where(new, position, 0))
+    limit = anchors.time + shape.window_us
+    mask = rows.mask[anchors.row]
     big = np.iinfo(np.int64).max
-    times = np.full((len(anchors), shape.steps), big, dtype=np.int64)
-    where = np.full((len(anchors), shape.steps), -1, dtype=np.int64)
-    for k in range(shape.steps):
-        pos, found = _first_at_or_after(step_pos[k], lower)
-        ok = found & (s.subject[pos] == s.subject[anchors]) & (s.time[pos] <= limit)
-        times[ok, k] = s.time[pos[ok]]
-        where[ok, k] = pos[ok]
+    times = np.full((n, shape.steps), big, dtype=np.int64)
+    where = np.full((n, shape.steps), -1, dtype=np.int64)
+    for step in range(shape.steps):
+        ahead = np.where((mask >> step) & 1, position, n)
+        ahead = np.minimum.accumulate(ahead[::-1])[::-1][tie_start]
+        ok = ahead < n
+        ahead = np.minimum(ahead, n - 1)
+        ok &= (anchors.subject[ahead] == anchors.subject) & (anchors.time[ahead] <= limit)
+        times[ok, step] = anchors.time[ahead[ok]]
+        where[ok, step] = anchors.row[ahead[ok]]
     reached = (where >= 0).sum(axis=1).astype(np.int64)
     order = np.argsort(times, axis=1, kind="stable")
-    path = np.take_along_axis(where, order, axis=1)
-    return anchors, path, reached
+    return anchors, np.take_along_axis(where, order, axis=1), reached
 
 
 def enter(rows: Rows, shape: FunnelShape) -> Entries:
-    """The attempt each subject enters the funnel with (see the module comment)."""
+    """The attempt each subject enters the funnel with (see the module comment).
+
+    Rows are keyed by (subject, time) as one integer; each step's events are sorted by key
+    apart, and an event's next step is found by a binary search of the next step's keys."""
     if not 1 <= shape.steps <= MAX_STEPS:
         raise ValueError(f"a funnel has 1..{MAX_STEPS} steps")
     if len(rows) == 0:
         return _empty(shape.steps)
-    order = _sort_order(rows.subject, rows.time)
-    s = _sorted(rows, order)
-    step_pos = [np.flatnonzero((s.mask >> k) & 1) for k in range(shape.steps)]
+    k = _keyed(rows)
     if shape.order is Order.ANY:
-        anchors, path, reached = _any_paths(s, shape, step_pos)
-        if len(anchors) == 0:
+        attempts, paths, reached = _any_paths(rows, k, shape)
+        if len(attempts) == 0:
             return _empty(shape.steps)
-        pick = _chosen(s.subject[anchors], reached)
+        pick = _chosen(attempts.subject, reached)
+        path = paths[pick]
     else:
-        if len(step_pos[0]) == 0:
+        steps = [_events(k, np.flatnonzero((rows.mask >> s) & 1)) for s in range(shape.steps)]
+        attempts = steps[0]
+        if len(attempts) == 0:
             return _empty(shape.steps)
-        path, reached = _ordered_paths(s, shape, step_pos)
-        pick = _chosen(s.subject[step_pos[0]], reached)
-    path, reached = path[pick], reached[pick]
-    subject = s.subject[path[:, 0]]
-    step_time = np.where(path >= 0, s.time[np.maximum(path, 0)], -1)
-    excluded = _excluded(s, shape, path, reached)
+        reached, path_of = _ordered_paths(k, shape, steps, rows)
+        pick = _chosen(attempts.subject, reached)
+        path = path_of(pick)
+    reached = reached[pick]
+    step_time = np.where(path >= 0, rows.time[np.maximum(path, 0)], -1)
+    excluded = _excluded(k, rows, shape, path, reached)
     keep = ~excluded
-    step_row = np.where(path >= 0, order[np.maximum(path, 0)], -1)
     return Entries(
-        subject[keep],
+        attempts.subject[pick][keep],
         reached[keep],
-        step_row[keep],
+        path[keep],
         step_time[keep],
         int(excluded.sum()),
     )
 
 
-def _excluded(s: _Sorted, shape: FunnelShape, path: I64, reached: I64) -> Bools:
+def _excluded(k: _Keyed, rows: Rows, shape: FunnelShape, path: I64, reached: I64) -> Bools:
     out = np.zeros(len(reached), dtype=np.bool_)
-    start_time = s.time[path[:, 0]]
+    start_time = rows.time[path[:, 0]]
     for span in shape.exclusions:
-        events = np.flatnonzero((s.mask >> (EXCLUSION_BIT + span.index)) & 1)
+        events = _events(k, np.flatnonzero((rows.mask >> (EXCLUSION_BIT + span.index)) & 1))
         if len(events) == 0:
             continue
         inside = np.flatnonzero(reached > span.from_step)
         after = path[inside, span.from_step]
-        pos, found = _first_at_or_after(events, s.tie_end[after] + 1)
-        hit = found & (s.subject[pos] == s.subject[after])
+        j, hit = _next(events, k.key[after], k.subject[after], strictly=True)
         to_reached = reached[inside] > span.to_step
-        to_pos = np.maximum(path[inside, span.to_step], 0)
-        before_to = s.time[pos] < s.time[to_pos]
-        in_window = s.time[pos] <= start_time[inside] + shape.window_us
+        to_time = rows.time[np.maximum(path[inside, span.to_step], 0)]
+        before_to = events.time[j] < to_time
+        in_window = events.time[j] <= start_time[inside] + shape.window_us
         hit &= np.where(to_reached, before_to, in_window)
         out[inside[hit]] = True
     return out
