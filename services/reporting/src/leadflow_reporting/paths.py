@@ -56,15 +56,10 @@ class Paths:
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             await report_rows.prefer_covering_index(conn)
-            cols = await report_rows.paths_rows(conn, tenant_id, query, self._context.pool)
-            idx, session = order(cols["subject"], cols["session_key"], cols["time"])
-            rows = SessionRows(
-                cols["subject"][idx],
-                session,
-                cols["time"][idx],
-                cols["item"][idx],
-                cols["flags"][idx],
-            )
+            fetched = await report_rows.paths_rows(conn, tenant_id, query, self._context.pool)
+            idx, session = order(fetched.subject, fetched.session_key, fetched.time)
+            subject, time, item, flags = fetched.unpacked(idx)
+            rows = SessionRows(subject, session, time, item, flags)
             started = in_range_sessions(rows, query.start_us, query.end_us)
             items = distinct(started.item)
             names = await _names(conn, tenant_id, items.tolist())

@@ -103,10 +103,17 @@ def parse_fixed(streams: Sequence[bytes], columns: Sequence[str]) -> list[I64]:
         fields += [(f"l{i}", ">i4"), (f"f{i}", kind)]
     dtype = np.dtype(fields)
     bodies = [copy_body(raw) for raw in streams]
-    body = bodies[0] if len(bodies) == 1 else b"".join(bodies)
-    if len(body) % dtype.itemsize:
+    if any(len(body) % dtype.itemsize for body in bodies):
         raise ValueError("unexpected row width in COPY stream")
-    data = np.frombuffer(body, dtype=dtype)
-    if len(data) and not (data["n"] == len(columns)).all():
-        raise ValueError("unexpected column count in COPY stream")
-    return [data[f"f{i}"].astype(np.int64) for i in range(len(columns))]
+    total = sum(len(body) // dtype.itemsize for body in bodies)
+    out = [np.empty(total, dtype=np.int64) for _ in columns]
+    at = 0
+    for body in bodies:
+        # Each stream read in place, its fields converted straight into the columns.
+        data = np.frombuffer(body, dtype=dtype)
+        if len(data) and not (data["n"] == len(columns)).all():
+            raise ValueError("unexpected column count in COPY stream")
+        for i, column in enumerate(out):
+            column[at : at + len(data)] = data[f"f{i}"]
+        at += len(data)
+    return out

@@ -4,6 +4,7 @@ numpy (as the funnel's, see funnel_rows.py and copy_slices.py)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -108,9 +109,9 @@ async def paths_rows(
     tenant_id: str,
     query: PathsQuery,
     pool: asyncpg.Pool | None = None,
-) -> dict[str, I64]:
-    """subject, session_key, time, item, flags of the events around the range, in time
-    order; with a pool, its time slices read at the same time (see copy_slices)."""
+) -> PathsRows:
+    """The events around the range, in time order; with a pool, its time slices read at the
+    same time (see copy_slices)."""
     if pool is None:
         sql, _, with_flags = paths_sql(tenant_id, query)
         streams = [await copy_binary(conn, sql)]
@@ -120,16 +121,35 @@ async def paths_rows(
         streams = await copy_slices(pool, conn, [q for q, _, _ in sqls], setup=COVERING_INDEX)
     kinds = [">i8", ">i8", ">i8"] + ([">i4"] if with_flags else [])
     cols = parse_fixed(streams, kinds)
-    item = _signed32(cols[0])
-    flags = cols[3] if with_flags else np.full(len(item), INCLUDED, dtype=np.int64)
-    flags |= np.where((item > 0) | (item == -PAGE_VIEW_TYPE), PAGE_VIEW, 0)
-    return {
-        "subject": cols[0] >> 32,
-        "session_key": cols[1],
-        "time": cols[2] + PG_EPOCH_US,
-        "item": item,
-        "flags": flags,
-    }
+    return PathsRows(cols[0], cols[1], cols[2] + PG_EPOCH_US, cols[3] if with_flags else None)
+
+
+@dataclass(frozen=True)
+class PathsRows:
+    """The fetched rows, in time order: subject and path item packed in one integer (so
+    that reordering them moves one array), session key, time, and the selector flags when
+    the query has selectors."""
+
+    packed: I64
+    session_key: I64
+    time: I64
+    selected: I64 | None
+
+    @property
+    def subject(self) -> I64:
+        return self.packed >> 32
+
+    def unpacked(self, order: I64) -> tuple[I64, I64, I64, I64]:
+        """subject, time, item and flags (ANCHOR / INCLUDED / EXCLUDED, PAGE_VIEW) of the
+        rows in this order."""
+        packed = self.packed[order]
+        item = _signed32(packed)
+        if self.selected is None:
+            flags = np.full(len(item), INCLUDED, dtype=np.int64)
+        else:
+            flags = self.selected[order]
+        flags |= np.where((item > 0) | (item == -PAGE_VIEW_TYPE), PAGE_VIEW, 0)
+        return packed >> 32, self.time[order], item, flags
 
 
 EVENT_TYPES = 25  # leadflow.common.v1.EventType values 0..24

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from leadflow_reporting.domain.funnel import I64, Bools
-from leadflow_reporting.domain.keys import distinct, distinct_counts
+from leadflow_reporting.domain.keys import distinct_counts
 from leadflow_reporting.domain.ordering import group_order, lex_order, stable_order
 from leadflow_reporting.domain.query import Selector
 
@@ -91,7 +91,7 @@ def in_range_sessions(rows: SessionRows, start_us: int, end_us: int) -> SessionR
     if keep_session.all():
         return rows
     sizes = np.diff(np.append(first, len(rows.session)))
-    keep = np.repeat(keep_session, sizes)
+    keep = np.flatnonzero(np.repeat(keep_session, sizes))
     return SessionRows(
         *(a[keep] for a in (rows.subject, rows.session, rows.time, rows.item, rows.flags))
     )
@@ -149,20 +149,21 @@ def page_figures(
     that started in the range)."""
     views_mask = ((rows.flags & PAGE_VIEW) > 0) & (rows.time >= start_us) & (rows.time < end_us)
     views_mask &= rows.item > 0
-    pages, page_index, views = distinct_counts(rows.item[views_mask])
+    at = np.flatnonzero(views_mask)
+    pages, page_index, views = distinct_counts(rows.item[at])
     if not len(pages):
         return []
     chosen = np.lexsort((pages, -views))[:top]
-    # Distinct viewers, of the chosen pages only.
-    wanted = np.zeros(len(pages), dtype=bool)
-    wanted[chosen] = True
-    of_chosen = wanted[page_index]
-    viewer = rows.subject[views_mask][of_chosen]
+    # Distinct (page, viewer) pairs, by a value sort of the pairs as one integer.
+    viewer = rows.subject[at]
     lo = int(viewer.min())
     span = int(viewer.max()) - lo + 1
-    pairs = distinct(page_index[of_chosen] * span + (viewer - lo))
-    unique = np.bincount(pairs // span, minlength=len(pages))
-    pv = (sessions.flags & PAGE_VIEW) > 0
+    pairs = page_index * span + (viewer - lo)
+    pairs.sort()
+    first_of_pair = np.ones(len(pairs), dtype=bool)
+    first_of_pair[1:] = pairs[1:] != pairs[:-1]
+    unique = np.bincount(pairs[first_of_pair] // span, minlength=len(pages))
+    pv = np.flatnonzero((sessions.flags & PAGE_VIEW) > 0)
     view_session, view_item = sessions.session[pv], sessions.item[pv]
     entrances: dict[int, int] = {}
     exits: dict[int, int] = {}
@@ -240,20 +241,22 @@ def path_graph(
     keep = np.ones(len(session), dtype=bool)
     keep[1:] = (session[1:] != session[:-1]) | (item[1:] != item[:-1])
     if not keep.all():
-        session, item, t = session[keep], item[keep], t[keep]
+        kept = np.flatnonzero(keep)
+        session, item, t = session[kept], item[kept], t[kept]
     m = len(session)
     if not m:
         return PathGraph([], [], 0)
     new = np.ones(m, dtype=bool)
     new[1:] = session[1:] != session[:-1]
-    paths = int(new.sum())
+    paths = int(np.count_nonzero(new))
     last = np.ones(m, dtype=bool)  # the path ends here (a drop-off)
     last[:-1] = new[1:]
-    position = np.arange(m)
-    step = position - np.maximum.accumulate(np.where(new, position, 0))
+    starts = np.flatnonzero(new)
+    step = np.arange(m) - np.repeat(starts, np.diff(np.append(starts, m)))
     within = step <= depth
     if not within.all():
-        session, item, t, step, last = (a[within] for a in (session, item, t, step, last))
+        inside = np.flatnonzero(within)
+        session, item, t, step, last = (a[inside] for a in (session, item, t, step, last))
     # Items numbered densely; each step keeps its top items and merges the rest into code
     # `other` (OTHER in the answer).
     items, code, _ = distinct_counts(item)
