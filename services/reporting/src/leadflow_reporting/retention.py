@@ -34,11 +34,8 @@ class Retention:
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             await report_rows.prefer_covering_index(conn)
-            subject, time_us, flags = await report_rows.retention_rows(
+            subject, time_us, flags, valued = await report_rows.retention_rows(
                 conn, tenant_id, now, query, self._context.pool
-            )
-            valued = await report_rows.valued_conversions(
-                conn, tenant_id, now, query.conversion_event, query.brand_ids
             )
         return table(
             subject,

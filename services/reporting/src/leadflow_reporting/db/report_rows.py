@@ -233,26 +233,30 @@ async def retention_rows(
     now: datetime,
     query: RetentionQuery,
     pool: asyncpg.Pool | None = None,
-) -> tuple[I64, I64, I64]:
+) -> tuple[I64, I64, I64, Valued]:
     """(subject, time, flags) of every event before now that puts a subject in a cohort,
-    counts as returning or converts; with a pool, its slices read at the same time."""
+    counts as returning or converts, and the conversions with a value; with a pool, the
+    slices of the first and the second read at the same time (see copy_slices)."""
     if pool is None:
-        streams = [await copy_binary(conn, retention_sql(tenant_id, now, query)[0])]
+        sqls = [retention_sql(tenant_id, now, query)[0]]
     else:
-        now_us = _us(now)
         sqls = [
             retention_sql(
                 tenant_id, now, query, None if lo is None else to_datetime(lo), to_datetime(hi)
             )[0]
-            for lo, hi in retention_slices(now_us, query)
+            for lo, hi in retention_slices(_us(now), query)
         ]
+    sqls.append(_valued_sql(tenant_id, now, query.conversion_event, query.brand_ids))
+    if pool is None:
+        streams = [await copy_binary(conn, sql) for sql in sqls]
+    else:
         streams = await copy_slices(pool, conn, sqls, setup=COVERING_INDEX)
-    packed, time = parse_fixed(streams, [">i8", ">i8"])
+    packed, time = parse_fixed(streams[:-1], [">i8", ">i8"])
     masks = retention_masks(query)
     flags = packed & _LOW32
     if masks is not None:  # event types
         flags = np.where(flags < len(masks), masks[np.minimum(flags, len(masks) - 1)], 0)
-    return packed >> 32, time + PG_EPOCH_US, flags
+    return packed >> 32, time + PG_EPOCH_US, flags, _valued(streams[-1])
 
 
 def _us(value: datetime) -> int:
@@ -269,24 +273,23 @@ _PACKED_CURRENCY = (
 )
 
 
-async def valued_conversions(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    now: datetime,
-    conversion: Selector | None,
-    brands: Sequence[str],
-) -> Valued:
+def _valued_sql(
+    tenant_id: str, now: datetime, conversion: Selector | None, brands: Sequence[str]
+) -> str:
     """Conversions with a value: subject, time, units, nanos and currency."""
     p = Literals()
     where = _base(p, tenant_id, None, now, brands)
     where.append(selector_sql(conversion, p) if conversion else f"event_type IN {CONVERSION_TYPES}")
     where.append("value_units IS NOT NULL")
-    sql = (
+    return (
         "SELECT subject_id, occurred_at, value_units, COALESCE(value_nanos, 0),"
         f" ({_PACKED_CURRENCY})::int4 AS currency FROM events WHERE {' AND '.join(where)}"
     )
+
+
+def _valued(stream: bytes) -> Valued:
     subject, time, units, nanos, packed_currency = parse_fixed(
-        [await copy_binary(conn, sql)], [">i4", ">i8", ">i8", ">i4", ">i4"]
+        [stream], [">i4", ">i8", ">i8", ">i4", ">i4"]
     )
     keep = packed_currency != 0
     packed, currency = np.unique(packed_currency[keep], return_inverse=True)
