@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadflow_ingest.domain.machine import BROWSER_EVENT_TYPES, classify_machine, is_bot_user_agent
+from leadflow_ingest.domain.machine import (
+    BROWSER_EVENT_TYPES,
+    classify_machine,
+    delivery_for,
+    is_bot_user_agent,
+)
 from leadflow_ingest.domain.model import EVENT_TYPES, MachineSignal
 
 CHROME = (
@@ -107,3 +114,31 @@ def test_only_email_engagement_and_browser_events_are_flagged(event_type: str, a
         assert signal is None
     elif event_type in ("email_opened", "email_clicked"):
         assert signal is not None  # within the window of delivery
+
+
+T0 = datetime(2025, 3, 4, 9, tzinfo=UTC)
+DELIVERIES = [T0, T0 + timedelta(days=1), T0 + timedelta(days=2)]
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        (T0 - timedelta(seconds=11), None),  # before any delivery
+        (T0 - timedelta(seconds=4), T0),  # the sender's clock runs ahead: still this one
+        (T0 + timedelta(minutes=20), T0),  # a later delivery does not count for it
+        (T0 + timedelta(days=1, seconds=3), T0 + timedelta(days=1)),
+        (T0 + timedelta(days=2) - timedelta(seconds=10), T0 + timedelta(days=2)),
+        (T0 + timedelta(days=9), T0 + timedelta(days=2)),
+    ],
+)
+def test_an_open_answers_the_latest_delivery_at_most_the_window_after_it(at, expected) -> None:
+    assert delivery_for(DELIVERIES, at, 10.0) == expected
+
+
+@given(st.permutations(DELIVERIES), st.integers(min_value=-86_400, max_value=4 * 86_400))
+def test_the_delivery_found_does_not_depend_on_what_else_is_known_later(order, offset) -> None:
+    at = T0 + timedelta(seconds=offset)
+    found = delivery_for(sorted(order), at, 10.0)
+    # Deliveries beyond at + window never matter: knowing only the earlier ones gives the same.
+    known = sorted(d for d in order if d <= at + timedelta(seconds=10))
+    assert found == delivery_for(known, at, 10.0) == (known[-1] if known else None)

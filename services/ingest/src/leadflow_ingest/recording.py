@@ -14,7 +14,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -25,7 +25,12 @@ from leadflow_ingest.domain.batch import dedupe_within_batch
 from leadflow_ingest.domain.clock import correct_occurred_at, outside_retention
 from leadflow_ingest.domain.consent import tracking_verdict
 from leadflow_ingest.domain.ip import parse_ip, stored_ip
-from leadflow_ingest.domain.machine import classify_machine
+from leadflow_ingest.domain.machine import (
+    EMAIL_CLICKED,
+    EMAIL_OPENED,
+    classify_machine,
+    delivery_for,
+)
 from leadflow_ingest.domain.marketing import resolve_marketing
 from leadflow_ingest.domain.model import IncomingEvent, TenantPolicy, Violation, ViolationCode
 from leadflow_ingest.domain.sessions import SessionEvent, SessionState, assign_sessions
@@ -38,6 +43,7 @@ from leadflow_platform.nats import add_to_outbox
 
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
 EMAIL_SENT = "email_sent"
+_ENGAGEMENT = (EMAIL_OPENED, EMAIL_CLICKED)
 
 
 @dataclass
@@ -296,7 +302,8 @@ async def _sessionise(
     for key, events in by_subject.items():
         events.sort(key=lambda c: (c.occurred_at, c.event_id))
         state = states[key]
-        last_email = _mark_machine_events(events, state.last_email_sent_at, policy)
+        earlier = await _earlier_deliveries(conn, tenant_id, key, events, state, policy)
+        last_email = _mark_machine_events(events, state.last_email_sent_at, policy, earlier)
         previous = _open_session(state)
         assignment = assign_sessions(
             key,
@@ -323,19 +330,49 @@ async def _sessionise(
     await repo.save_subjects(conn, tenant_id, subjects)
 
 
+async def _earlier_deliveries(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    key: str,
+    events: list[_Candidate],
+    state: repo.SubjectRow,
+    policy: TenantPolicy,
+) -> list[datetime]:
+    """The subject's stored deliveries an open or click of the batch may answer, read only
+    when one is older than the subject's last delivery (it arrived out of order): the
+    subject row keeps the last one alone."""
+    last = state.last_email_sent_at
+    window = timedelta(seconds=policy.machine_click_window_seconds)
+    late = [
+        c.occurred_at + window
+        for c in events
+        if c.event.type in _ENGAGEMENT and last is not None and c.occurred_at + window < last
+    ]
+    if not late:
+        return []
+    return await repo.email_deliveries(conn, tenant_id, key, max(late))
+
+
 def _mark_machine_events(
-    events: list[_Candidate], last_email: datetime | None, policy: TenantPolicy
+    events: list[_Candidate],
+    last_email: datetime | None,
+    policy: TenantPolicy,
+    earlier: Sequence[datetime] = (),
 ) -> datetime | None:
-    """Flag opens and clicks by image proxies, link scanners and bots; a click seconds after
-    the email's delivery is a scanner's. Returns the subject's last delivery."""
+    """Flag opens and clicks by image proxies, link scanners and bots; an open or click
+    seconds after its email's delivery is a machine's. The delivery is found among the
+    batch's, the subject's last one and `earlier` ones (`delivery_for`), whatever order they
+    arrived in. Returns the subject's last delivery."""
+    window = policy.machine_click_window_seconds
+    sent = [c.occurred_at for c in events if c.event.type == EMAIL_SENT]
+    deliveries = sorted({*earlier, *sent, *([last_email] if last_email else [])})
     for c in events:
-        if c.event.type == EMAIL_SENT:
-            last_email = max(last_email, c.occurred_at) if last_email else c.occurred_at
-        since = (c.occurred_at - last_email).total_seconds() if last_email else None
-        c.flags.machine_signal = classify_machine(
-            c.event.type, c.event.user_agent, since, policy.machine_click_window_seconds
-        )
-    return last_email
+        since = None
+        if c.event.type in _ENGAGEMENT:
+            delivery = delivery_for(deliveries, c.occurred_at, window)
+            since = (c.occurred_at - delivery).total_seconds() if delivery else None
+        c.flags.machine_signal = classify_machine(c.event.type, c.event.user_agent, since, window)
+    return deliveries[-1] if deliveries else None
 
 
 def _open_session(state: repo.SubjectRow) -> SessionState | None:

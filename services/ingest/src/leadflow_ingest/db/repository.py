@@ -118,6 +118,22 @@ async def lock_subjects(
     return {r["subject_key"]: SubjectRow(**dict(r)) for r in rows}
 
 
+async def email_deliveries(
+    conn: asyncpg.Connection, tenant_id: str, subject_key: str, until: datetime
+) -> list[datetime]:
+    """The subject's stored email_sent times up to `until`, oldest first."""
+    kind, _, subject = subject_key.partition(":")
+    column = "lead_id" if kind == "lead" else "anonymous_id"
+    rows = await conn.fetch(
+        f"SELECT occurred_at FROM events WHERE tenant_id = $1 AND {column} = $2"
+        " AND event_type = 'email_sent' AND occurred_at <= $3 ORDER BY occurred_at",
+        tenant_id,
+        subject,
+        until,
+    )
+    return [r["occurred_at"] for r in rows]
+
+
 async def save_subjects(
     conn: asyncpg.Connection, tenant_id: str, subjects: Sequence[SubjectRow]
 ) -> None:

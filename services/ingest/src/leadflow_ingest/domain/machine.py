@@ -15,11 +15,20 @@ Rules, first match wins:
 4. email_opened / email_clicked at most `window` seconds after delivery (negative included:
    before delivery by the sender's clock) -> IMAGE_PROXY_PREFETCH for an open, LINK_SCANNER
    for a click: no person opens or clicks that fast.
+
+The delivery an open or click answers is the subject's latest email_sent at most `window`
+seconds after it (`delivery_for`), among every delivery known when it is recorded, so the
+verdict does not depend on the order events arrive in (an open recorded after a later
+email's delivery is still measured from its own). A delivery recorded after the open cannot
+change the open's verdict any more.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from leadflow_ingest.domain.model import MachineSignal
@@ -113,3 +122,13 @@ def classify_machine(
             return MachineSignal.IMAGE_PROXY_PREFETCH
         return MachineSignal.LINK_SCANNER
     return None
+
+
+def delivery_for(
+    deliveries: Sequence[datetime], at: datetime, window: float = 10.0
+) -> datetime | None:
+    """The delivery (email_sent time) an open or click at `at` answers: the latest one at
+    most `window` seconds after `at` (the sender's clock may run ahead), None when there is
+    none. `deliveries` is sorted, oldest first."""
+    i = bisect_right(deliveries, at + timedelta(seconds=window))
+    return deliveries[i - 1] if i else None
