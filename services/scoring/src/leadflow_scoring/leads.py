@@ -58,6 +58,7 @@ from leadflow_scoring.domain.score import Grade, LeadScore, Temperature, compute
 from leadflow_scoring.events import published
 from leadflow_scoring.model_store import ModelStore
 
+_ONE_MICROSECOND = timedelta(microseconds=1)
 _ONE_SECOND = timedelta(seconds=1)
 FROM_FIRST_SIGHTING: EventKey = (datetime.min.replace(tzinfo=UTC), "")
 """A replay point before every event: the lifecycle is replayed from the lead's entry."""
@@ -71,7 +72,8 @@ class LeadState:
     ids in `quiet` were announced before (a replay recording them again), replacing the
     stored ones in `dropped`. `replay_from`: the lifecycle is to be replayed from the
     events at and after this key (an event arrived after events it precedes).
-    `revision` counts the row's changes (the check of a change computed before locking)."""
+    `revision` counts the row's changes (the check of a change computed before locking);
+    `computed_at` is when its stored score was computed (None for a new lead)."""
 
     lead_id: str
     features: LeadFeatures
@@ -85,6 +87,7 @@ class LeadState:
     dropped: list[str] = field(default_factory=list)
     quiet: set[str] = field(default_factory=set)
     revision: int | None = None  # the row's, as read (None: no row yet)
+    computed_at: datetime | None = None
     trace_context: Context | None = None  # the trace its events continue (None: current)
 
     def move(
@@ -263,6 +266,7 @@ class Leads:
                     if seen_at is None
                     else (seen_at, row["first_seen_event_id"]),
                     revision=row["revision"],
+                    computed_at=row["computed_at"],
                 )
             states[lead_id] = state
         stale = [s for s in states.values() if needs_rebuild(s.features, model)]
@@ -307,7 +311,8 @@ class Leads:
         await self._replay(conn, tenant_id, states, model)
         out: dict[str, Prepared] = {}
         for s in states:
-            score = compute_score(s.features, model, now)
+            at = _after_stored(s, now)
+            score = compute_score(s.features, model, at)
             verdict = score_changes(s.previous, score)
             message, components = mapping.lead_score_with_components(s.lead_id, score)
             score_bytes = message.SerializeToString()
@@ -331,7 +336,7 @@ class Leads:
             if verdict.changed:
                 history = repo.HistoryRow(
                     s.lead_id,
-                    now,
+                    at,
                     score.total,
                     score.undecayed_total,
                     components,
@@ -349,7 +354,7 @@ class Leads:
                         verdict,
                         cause=cause,
                         causation_id=cause_id,
-                        at=now,
+                        at=at,
                         score_bytes=score_bytes,
                         trace_context=s.trace_context,
                     )
@@ -370,16 +375,17 @@ class Leads:
                 score.grade.value,
                 score.temperature.value,
                 model.version,
-                now,
+                at,
                 score.home_brand_id,
                 score.last_activity_at,
                 score_bytes,
-                _next_check(s.features, model, now, score.total),
+                _next_check(s.features, model, at, score.total),
             )
             out[s.lead_id] = Prepared(
                 row, history, transitions, s.dropped, outbox, Scored(s, score, message, verdict)
             )
             s.previous = ScoreSummary(score.total, score.grade, score.temperature)
+            s.computed_at = at
             s.transitions, s.dropped, s.quiet = [], [], set()
         return out
 
@@ -509,6 +515,16 @@ def rebuilt(
     (profile, consent and stage are not history: they stay)."""
     activity = rebuild(events, model).activity
     return LeadFeatures(features.profile, features.consent, features.stage, activity)
+
+
+def _after_stored(state: LeadState, now: datetime) -> datetime:
+    """When to compute the lead's score: `now`, or just after its stored score when that was
+    computed later (by another replica, after this one read its clock). A lead's scores are
+    then timed in the order they are stored, which is how readers of scoring.score.changed
+    tell the newest (computed_at) whatever order two replicas' messages reach them in."""
+    if state.computed_at is None or state.computed_at < now:
+        return now
+    return state.computed_at + _ONE_MICROSECOND
 
 
 def _next_check(

@@ -24,7 +24,7 @@ from leadflow_scoring.domain.lifecycle import (
 _LEAD_COLUMNS = (
     "lead_id, features, stage, stage_entered_at, stage_entered_by, visit_touchpoints,"
     " visit_touchpoint_count, first_seen_at, first_seen_event_id, total, grade, temperature,"
-    " revision"
+    " computed_at, revision"
 )
 
 
