@@ -93,6 +93,15 @@ class LeadFacts:
     seen_at: datetime | None = None
 
 
+# A score replaces the stored one only when computed at or after it: replicas may apply a
+# lead's scoring.score.changed messages in another order than scoring stored them.
+_NEWER_SCORE = (
+    "($6::jsonb IS NULL OR l.score IS NULL OR l.score ->> 'scored_at' IS NULL"
+    " OR $6::jsonb ->> 'scored_at' IS NULL"
+    " OR ($6::jsonb ->> 'scored_at')::timestamptz >= (l.score ->> 'scored_at')::timestamptz)"
+)
+
+
 async def upsert_lead(
     conn: asyncpg.Connection, tenant_id: str, lead_id: str, facts: LeadFacts
 ) -> None:
@@ -110,21 +119,22 @@ async def upsert_lead(
             "scored_at": s.scored_at.isoformat() if s.scored_at else None,
         }
     await conn.execute(
-        """
+        f"""
         INSERT INTO leads AS l (tenant_id, lead_id, home_brand_id, traits, segment, score, grade,
                            temperature, stage, consents, first_seen_at, last_activity_at)
-        VALUES ($1, $2, coalesce($3, ''), coalesce($4::jsonb, '{}'), coalesce($5, 0), $6::jsonb,
-                coalesce($7, 0), coalesce($8, 0), coalesce($9, 0), coalesce($10::jsonb, '{}'),
+        VALUES ($1, $2, coalesce($3, ''), coalesce($4::jsonb, '{{}}'), coalesce($5, 0), $6::jsonb,
+                coalesce($7, 0), coalesce($8, 0), coalesce($9, 0), coalesce($10::jsonb, '{{}}'),
                 $11, $11)
         ON CONFLICT (tenant_id, lead_id) DO UPDATE SET
             home_brand_id = coalesce(nullif($3, ''), l.home_brand_id),
             traits = CASE WHEN $4::jsonb IS NULL THEN l.traits ELSE l.traits || $4::jsonb END,
             segment = coalesce(nullif($5, 0), l.segment),
-            score = coalesce($6::jsonb, l.score),
-            grade = coalesce($7, l.grade),
-            temperature = coalesce($8, l.temperature),
+            score = CASE WHEN {_NEWER_SCORE} THEN coalesce($6::jsonb, l.score) ELSE l.score END,
+            grade = CASE WHEN {_NEWER_SCORE} THEN coalesce($7, l.grade) ELSE l.grade END,
+            temperature = CASE WHEN {_NEWER_SCORE} THEN coalesce($8, l.temperature)
+                               ELSE l.temperature END,
             stage = coalesce($9, l.stage),
-            consents = l.consents || coalesce($10::jsonb, '{}'),
+            consents = l.consents || coalesce($10::jsonb, '{{}}'),
             first_seen_at = least(l.first_seen_at, $11),
             last_activity_at = greatest(l.last_activity_at, $11),
             updated_at = now()
