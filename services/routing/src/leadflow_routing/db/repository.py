@@ -89,9 +89,18 @@ class LeadFacts:
     grade: Grade | None = None
     temperature: Temperature | None = None
     stage: LifecycleStage | None = None
+    # The stage a rule's (or the initial) stage change left: see _STAGE_APPLIES.
+    stage_from: LifecycleStage | None = None
     consents: Mapping[str, bool] | None = None
     seen_at: datetime | None = None
 
+
+# A stage change given with the stage it left applies when it continues from the stored
+# stage, or moves forward among the main stages (new ... customer, 1 to 6), as rules only
+# do: replicas may apply a lead's stage changes out of order, and a change scoring announced
+# before a late event replayed the lifecycle is never retracted. One given without (a
+# TransitionStage call) always applies.
+_STAGE_APPLIES = "($12::smallint IS NULL OR l.stage = $12 OR ($9 BETWEEN 1 AND 6 AND l.stage < $9))"
 
 # A score replaces the stored one only when computed at or after it: replicas may apply a
 # lead's scoring.score.changed messages in another order than scoring stored them.
@@ -133,7 +142,7 @@ async def upsert_lead(
             grade = CASE WHEN {_NEWER_SCORE} THEN coalesce($7, l.grade) ELSE l.grade END,
             temperature = CASE WHEN {_NEWER_SCORE} THEN coalesce($8, l.temperature)
                                ELSE l.temperature END,
-            stage = coalesce($9, l.stage),
+            stage = CASE WHEN {_STAGE_APPLIES} THEN coalesce($9, l.stage) ELSE l.stage END,
             consents = l.consents || coalesce($10::jsonb, '{{}}'),
             first_seen_at = least(l.first_seen_at, $11),
             last_activity_at = greatest(l.last_activity_at, $11),
@@ -150,6 +159,7 @@ async def upsert_lead(
         facts.stage.value if facts.stage is not None else None,
         dict(facts.consents) if facts.consents is not None else None,
         facts.seen_at,
+        facts.stage_from.value if facts.stage_from is not None else None,
     )
 
 

@@ -23,7 +23,7 @@ from leadflow.common.v1 import event_type_pb2
 from leadflow.ingest.v1 import events_pb2 as ingest_events
 from leadflow.ingest.v1 import profile_pb2
 from leadflow.scoring.v1 import events_pb2 as scoring_events
-from leadflow.scoring.v1 import lead_score_pb2
+from leadflow.scoring.v1 import lead_score_pb2, lifecycle_pb2
 from leadflow_platform.nats import Delivery, PoisonMessage
 from leadflow_platform.nats.consumer import Handler
 from leadflow_routing.db import repository as repo
@@ -262,7 +262,12 @@ class Consumers:
         self, conn: asyncpg.Connection, tenant_id: str, message: scoring_events.StageChanged
     ) -> None:
         stage = LifecycleStage(message.to_stage)
-        facts = repo.LeadFacts(stage=stage, home_brand_id=message.home_brand_id or None)
+        by_rule = message.trigger != lifecycle_pb2.TRANSITION_TRIGGER_API
+        facts = repo.LeadFacts(
+            stage=stage,
+            stage_from=LifecycleStage(message.from_stage) if by_rule else None,
+            home_brand_id=message.home_brand_id or None,
+        )
         await repo.upsert_lead(conn, tenant_id, message.lead_id, facts)
         reason = stop_for_stage(stage)
         if reason is not None:
