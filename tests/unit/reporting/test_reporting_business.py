@@ -19,10 +19,12 @@ from leadflow_reporting.domain.insights import (
     participants,
 )
 from leadflow_reporting.domain.quality import (
+    CHURNED,
     CONTACTED,
     CUSTOMER,
     LOST,
     NEW,
+    OPPORTUNITY,
     QUALIFIED,
     LeadScoreRow,
     Transition,
@@ -64,6 +66,34 @@ def test_current_stage_follows_the_chain_not_the_clock() -> None:
         Transition("a", NEW, CUSTOMER, 10 * H, 0, "2"),  # dated by an older purchase
     ]
     assert current_stage(rows) == CUSTOMER
+
+
+def test_current_stage_goes_on_past_a_change_whose_left_stage_a_replay_changed() -> None:
+    # The meeting and the purchase arrived before the form: scoring announced new ->
+    # opportunity -> customer, then, replaying from the form, new -> qualified (announced)
+    # and qualified -> opportunity (made again: same id, not announced again).
+    rows = [
+        Transition("a", 0, NEW, 0, 0, "initial"),
+        Transition("a", NEW, OPPORTUNITY, 30 * H, 0, "meeting"),
+        Transition("a", OPPORTUNITY, CUSTOMER, 40 * H, 0, "purchase"),
+        Transition("a", NEW, QUALIFIED, 10 * H, 0, "form"),
+    ]
+    assert current_stage(rows) == CUSTOMER
+    # An email announced as new -> contacted before the older form replayed it away.
+    rows = [
+        Transition("b", 0, NEW, 0, 0, "initial"),
+        Transition("b", NEW, CONTACTED, 40 * H, 0, "email"),
+        Transition("b", NEW, QUALIFIED, 30 * H, 0, "form"),
+    ]
+    assert current_stage(rows) == QUALIFIED
+    # The same break, then churned by hand: the chain goes on from the stage jumped to.
+    rows = [
+        Transition("c", 0, NEW, 0, 0, "initial"),
+        Transition("c", NEW, CUSTOMER, 40 * H, 0, "purchase"),
+        Transition("c", NEW, QUALIFIED, 10 * H, 0, "form"),
+        Transition("c", CUSTOMER, CHURNED, 50 * H, 0, "api"),
+    ]
+    assert current_stage(rows) == CHURNED
 
 
 def test_first_and_last_touch_assignment() -> None:

@@ -103,6 +103,12 @@ def current_stage(rows: Sequence[Transition]) -> int:
     stage = 0
     while left:
         step = next((c for c in left if c.from_stage == stage), None)
+        if step is None and stage in MAIN_STAGES:
+            # The chain breaks where scoring replayed a lifecycle after a late event: a
+            # change made again keeps its id and is not announced again, so the one stored
+            # here may name the stage it left before the replay. Rules only move a lead
+            # forward: go on with the earliest change to a later main stage.
+            step = next((c for c in left if c.to_stage in MAIN_STAGES and c.to_stage > stage), None)
         if step is None:
             return left[-1].to_stage if stage == 0 else stage
         left.remove(step)
