@@ -1,20 +1,26 @@
-"""The rows a funnel needs, fetched by binary COPY in time slices and parsed with numpy.
+"""The rows a funnel needs, fetched packed in time slices (see row_slices) and read with numpy.
 
 One row per event in the funnel's range: the subject and the bit mask of the steps and
 exclusions it matches (or its event type, see type_masks) packed in one int8, the time, and
 the event id when a breakdown needs it. Rows come unsorted (numpy sorts them faster than
-PostgreSQL); a binary COPY avoids building a Python object per row, and the packed column
-spares PostgreSQL a field per row.
+PostgreSQL), and no Python object is built per row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import numpy as np
 
-from leadflow_reporting.db.copy_slices import copy_binary, copy_slices, parse_fixed, time_slices
+from leadflow_reporting.db.row_slices import (
+    fetch_packed,
+    fetch_slices,
+    packed_sql,
+    parse_packed,
+    time_slices,
+)
 from leadflow_reporting.db.selection import Literals, Params, breakdown_sql, selector_sql
 from leadflow_reporting.domain.funnel import EXCLUSION_BIT, I64, Order, Rows
 from leadflow_reporting.domain.query import FunnelQuery
@@ -43,24 +49,17 @@ def to_datetime(us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
 
 
-def funnel_sql(
-    tenant_id: str,
-    query: FunnelQuery,
-    *,
-    with_ids: bool = False,
-    lo_us: int | None = None,
-    hi_us: int | None = None,
-) -> tuple[str, list[object]]:
-    """The rows of [lo, hi) (default: the funnel's range): (subject << 32 | type or mask,
+def funnel_rows_sql(
+    tenant_id: str, query: FunnelQuery, lo: str, hi: str, *, with_ids: bool = False
+) -> str:
+    """The rows with a time in [lo, hi) (SQL expressions): (subject << 32 | type or mask,
     time[, id])."""
     p = Literals()
-    lo = query.start_us if lo_us is None else lo_us
-    hi = query.end_us if hi_us is None else hi_us
     where = [
         f"tenant_id = {p.add(tenant_id, 'text')}",
         "NOT machine",
-        f"occurred_at >= {p.add(to_datetime(lo), 'timestamptz')}",
-        f"occurred_at < {p.add(to_datetime(hi), 'timestamptz')}",
+        f"occurred_at >= {lo}",
+        f"occurred_at < {hi}",
     ]
     if query.brand_ids:
         where.append(f"brand_id = ANY({p.add(list(query.brand_ids), 'text[]')})")
@@ -73,25 +72,44 @@ def funnel_sql(
     ids = ", id" if with_ids else ""
     if type_masks(query) is not None:
         sql = f"SELECT (subject_id::int8 << 32) | event_type, occurred_at{ids} FROM events"
-        return f"{sql} WHERE {' AND '.join(where)}", p.values
+        return f"{sql} WHERE {' AND '.join(where)}"
     mask = " | ".join(
         f"CASE WHEN {selector_sql(s, p)} THEN {1 << bit} ELSE 0 END" for bit, s in selectors
     )
     sql = f"SELECT subject_id, occurred_at, ({mask})::int4 AS mask{ids} FROM events"
     sql = f"{sql} WHERE {' AND '.join(where)}"
     keep = " WHERE mask <> 0" if query.order is not Order.STRICT else ""
-    sql = f"SELECT (subject_id::int8 << 32) | mask, occurred_at{ids} FROM ({sql}) AS matched{keep}"
-    return sql, p.values
+    return f"SELECT (subject_id::int8 << 32) | mask, occurred_at{ids} FROM ({sql}) AS matched{keep}"
 
 
-def parse_copy(
-    streams: bytes | list[bytes], *, with_ids: bool = False, masks: I64 | None = None
+def _kinds(with_ids: bool) -> list[str]:
+    return ["int8", "timestamptz", "int8"] if with_ids else ["int8", "timestamptz"]
+
+
+def funnel_sql(
+    tenant_id: str,
+    query: FunnelQuery,
+    *,
+    with_ids: bool = False,
+    lo_us: int | None = None,
+    hi_us: int | None = None,
+) -> str:
+    """The packed rows (see row_slices) of [lo, hi) (default: the funnel's range)."""
+    return packed_sql(
+        lambda lo, hi: funnel_rows_sql(tenant_id, query, lo, hi, with_ids=with_ids),
+        _kinds(with_ids),
+        query.start_us if lo_us is None else lo_us,
+        query.end_us if hi_us is None else hi_us,
+    )
+
+
+def parse_rows(
+    values: Sequence[bytes], *, with_ids: bool = False, masks: I64 | None = None
 ) -> tuple[Rows, I64 | None]:
-    """(rows, event ids or None) from binary COPY streams of (int8 subject << 32 | mask,
-    timestamptz[, int8 id]) rows; with `masks`, the low half is the event type and its
-    mask is read from them."""
-    columns = [">i8", ">i8", ">i8"] if with_ids else [">i8", ">i8"]
-    packed, time, *rest = parse_fixed([streams] if isinstance(streams, bytes) else streams, columns)
+    """(rows, event ids or None) from packed (int8 subject << 32 | mask, timestamptz[, int8
+    id]) rows; with `masks`, the low half is the event type and its mask is read from
+    them."""
+    packed, time, *rest = parse_packed(values, _kinds(with_ids))
     mask = packed & _LOW32
     if masks is not None:  # event types; any type without a selector matches nothing
         mask = np.where(mask < len(masks), masks[np.minimum(mask, len(masks) - 1)], 0)
@@ -108,16 +126,16 @@ async def fetch(
     pool: asyncpg.Pool | None = None,
 ) -> tuple[Rows, I64 | None]:
     """The funnel's rows; with a pool, its time slices read at the same time (see
-    copy_slices) in the snapshot of conn's REPEATABLE READ transaction."""
-    slices = time_slices(query.start_us, query.end_us) if pool is not None else [(None, None)]
-    sqls = [
-        funnel_sql(tenant_id, query, with_ids=with_ids, lo_us=lo, hi_us=hi)[0] for lo, hi in slices
-    ]
+    row_slices) in the snapshot of conn's REPEATABLE READ transaction."""
     if pool is None:
-        streams = [await copy_binary(conn, sqls[0])]
+        values = await fetch_packed(conn, funnel_sql(tenant_id, query, with_ids=with_ids))
     else:
-        streams = await copy_slices(pool, conn, sqls)
-    return parse_copy(streams, with_ids=with_ids, masks=type_masks(query))
+        sqls = [
+            funnel_sql(tenant_id, query, with_ids=with_ids, lo_us=lo, hi_us=hi)
+            for lo, hi in time_slices(query.start_us, query.end_us)
+        ]
+        values = [v for part in await fetch_slices(pool, conn, sqls) for v in part]
+    return parse_rows(values, with_ids=with_ids, masks=type_masks(query))
 
 
 async def breakdown_values(

@@ -1,5 +1,5 @@
-"""The rows paths and retention need, fetched by binary COPY in time slices and parsed with
-numpy (as the funnel's, see funnel_rows.py and copy_slices.py)."""
+"""The rows paths and retention need, fetched packed in time slices and read with numpy (as
+the funnel's, see funnel_rows.py and row_slices.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ from datetime import datetime
 import asyncpg
 import numpy as np
 
-from leadflow_reporting.db.copy_slices import copy_binary, copy_slices, parse_fixed, time_slices
 from leadflow_reporting.db.funnel_rows import PG_EPOCH_US, to_datetime
+from leadflow_reporting.db.row_slices import (
+    fetch_packed,
+    fetch_slices,
+    packed_sql,
+    parse_packed,
+    time_slices,
+)
 from leadflow_reporting.db.selection import Literals, Params, selector_sql
 from leadflow_reporting.domain.funnel import I64
 from leadflow_reporting.domain.paths import ANCHOR, EXCLUDED, INCLUDED, PAGE_VIEW, PathsQuery
@@ -50,13 +56,14 @@ def _signed32(values: I64) -> I64:
     return ((values & _LOW32) ^ (1 << 31)) - (1 << 31)
 
 
-def _base(
-    p: Params, tenant_id: str, lo: datetime | None, hi: datetime, brands: Sequence[str]
-) -> list[str]:
-    where = [f"tenant_id = {p.add(tenant_id, 'text')}", "NOT machine"]
-    if lo is not None:
-        where.append(f"occurred_at >= {p.add(lo, 'timestamptz')}")
-    where.append(f"occurred_at < {p.add(hi, 'timestamptz')}")
+def _base(p: Params, tenant_id: str, lo: str, hi: str, brands: Sequence[str]) -> list[str]:
+    """The conditions of a tenant's human events with a time in [lo, hi) (SQL expressions)."""
+    where = [
+        f"tenant_id = {p.add(tenant_id, 'text')}",
+        "NOT machine",
+        f"occurred_at >= {lo}",
+        f"occurred_at < {hi}",
+    ]
     if brands:
         where.append(f"brand_id = ANY({p.add(list(brands), 'text[]')})")
     return where
@@ -66,21 +73,12 @@ def _any(selectors: Sequence[Selector], p: Params) -> str:
     return "(" + " OR ".join(selector_sql(s, p) for s in selectors) + ")"
 
 
-def paths_sql(
-    tenant_id: str, query: PathsQuery, lo_us: int | None = None, hi_us: int | None = None
-) -> tuple[str, list[object], bool]:
+def paths_rows_sql(tenant_id: str, query: PathsQuery, lo: str, hi: str) -> tuple[str, bool]:
     """Rows of (subject << 32 | path item), session key, time and, when the query has
-    selectors, the ANCHOR / INCLUDED / EXCLUDED flags (the third value says whether they
-    are fetched), of [lo, hi) (default: the range with its margins)."""
+    selectors, the ANCHOR / INCLUDED / EXCLUDED flags (the second value says whether they
+    are fetched), with a time in [lo, hi) (SQL expressions)."""
     p = Literals()
-    lo, hi = paths_span(query)
-    where = _base(
-        p,
-        tenant_id,
-        to_datetime(lo if lo_us is None else lo_us),
-        to_datetime(hi if hi_us is None else hi_us),
-        query.brand_ids,
-    )
+    where = _base(p, tenant_id, lo, hi, query.brand_ids)
     flags = []
     if query.anchor is not None:
         flags.append(f"CASE WHEN {selector_sql(query.anchor, p)} THEN {ANCHOR} ELSE 0 END")
@@ -96,7 +94,27 @@ def paths_sql(
         f"SELECT (subject_id::int8 << 32) | (path_item::int8 & {_LOW32}), session_key,"
         f" occurred_at{selected} FROM events WHERE {' AND '.join(where)}"
     )
-    return sql, p.values, with_flags
+    return sql, with_flags
+
+
+def _paths_kinds(with_flags: bool) -> list[str]:
+    return ["int8", "int8", "timestamptz"] + (["int4"] if with_flags else [])
+
+
+def paths_sql(
+    tenant_id: str, query: PathsQuery, lo_us: int | None = None, hi_us: int | None = None
+) -> tuple[str, bool]:
+    """The packed rows (see row_slices) of [lo, hi) (default: the range with its margins),
+    and whether they carry flags."""
+    lo, hi = paths_span(query)
+    with_flags = paths_rows_sql(tenant_id, query, "NULL", "NULL")[1]
+    sql = packed_sql(
+        lambda a, b: paths_rows_sql(tenant_id, query, a, b)[0],
+        _paths_kinds(with_flags),
+        lo if lo_us is None else lo_us,
+        hi if hi_us is None else hi_us,
+    )
+    return sql, with_flags
 
 
 def paths_span(query: PathsQuery) -> tuple[int, int]:
@@ -111,16 +129,16 @@ async def paths_rows(
     pool: asyncpg.Pool | None = None,
 ) -> PathsRows:
     """The events around the range, in time order; with a pool, its time slices read at the
-    same time (see copy_slices)."""
+    same time (see row_slices)."""
     if pool is None:
-        sql, _, with_flags = paths_sql(tenant_id, query)
-        streams = [await copy_binary(conn, sql)]
+        sql, with_flags = paths_sql(tenant_id, query)
+        values = await fetch_packed(conn, sql)
     else:
         sqls = [paths_sql(tenant_id, query, lo, hi) for lo, hi in time_slices(*paths_span(query))]
-        with_flags = sqls[0][2]
-        streams = await copy_slices(pool, conn, [q for q, _, _ in sqls], setup=COVERING_INDEX)
-    kinds = [">i8", ">i8", ">i8"] + ([">i4"] if with_flags else [])
-    cols = parse_fixed(streams, kinds)
+        with_flags = sqls[0][1]
+        parts = await fetch_slices(pool, conn, [q for q, _ in sqls], setup=COVERING_INDEX)
+        values = [v for part in parts for v in part]
+    cols = parse_packed(values, _paths_kinds(with_flags))
     return PathsRows(cols[0], cols[1], cols[2] + PG_EPOCH_US, cols[3] if with_flags else None)
 
 
@@ -177,29 +195,23 @@ def retention_masks(query: RetentionQuery) -> I64 | None:
     return lut
 
 
-def retention_sql(
-    tenant_id: str,
-    now: datetime,
-    query: RetentionQuery,
-    lo: datetime | None = None,
-    hi: datetime | None = None,
-) -> tuple[str, list[object]]:
-    """Rows of (subject << 32 | event type or flags) and time of [lo, hi) (default:
-    everything before now)."""
+def retention_rows_sql(tenant_id: str, query: RetentionQuery, lo: str, hi: str) -> str:
+    """Rows of (subject << 32 | event type or flags) and time, with a time in [lo, hi) (SQL
+    expressions)."""
     cohort, returning, conversion = (
         query.cohort_event,
         query.returning_event,
         query.conversion_event,
     )
     p = Literals()
-    where = _base(p, tenant_id, lo, now if hi is None else hi, query.brand_ids)
+    where = _base(p, tenant_id, lo, hi, query.brand_ids)
     if retention_masks(query) is not None:
         if cohort and returning:
             types = sorted({s.event_type for s in (cohort, returning, conversion) if s})
             types = sorted({*types, *(CONVERSION_TYPES if conversion is None else ())})
             where.append(f"event_type = ANY({p.add(types, 'int2[]')})")
         sql = "SELECT (subject_id::int8 << 32) | event_type, occurred_at FROM events"
-        return f"{sql} WHERE {' AND '.join(where)}", p.values
+        return f"{sql} WHERE {' AND '.join(where)}"
     conv = selector_sql(conversion, p) if conversion else f"event_type IN {CONVERSION_TYPES}"
     flags = [
         f"CASE WHEN {selector_sql(cohort, p)} THEN {COHORT} ELSE 0 END" if cohort else str(COHORT),
@@ -213,18 +225,17 @@ def retention_sql(
         f" FROM events WHERE {' AND '.join(where)}"
     )
     keep = " WHERE flags <> 0" if cohort and returning else ""
-    sql = f"SELECT (subject_id::int8 << 32) | flags, occurred_at FROM ({sql}) AS matched{keep}"
-    return sql, p.values
+    return f"SELECT (subject_id::int8 << 32) | flags, occurred_at FROM ({sql}) AS matched{keep}"
 
 
-def retention_slices(now_us: int, query: RetentionQuery) -> list[tuple[int | None, int]]:
-    """Everything before now in two slices cut halfway through the range (up to now), where
-    most of what a retention table reads lies."""
+def retention_slices(first_us: int, now_us: int, query: RetentionQuery) -> list[tuple[int, int]]:
+    """Everything from the tenant's first event to now, in two slices cut halfway through
+    the range (up to now), where most of what a retention table reads lies."""
     stop = min(query.end_us, now_us)
     middle = query.start_us + (stop - query.start_us) // 2
-    if not query.start_us < middle < now_us:
-        return [(None, now_us)]
-    return [(None, middle), (middle, now_us)]
+    if not first_us < middle < now_us:
+        return [(first_us, now_us)]
+    return [(first_us, middle), (middle, now_us)]
 
 
 async def retention_rows(
@@ -236,27 +247,39 @@ async def retention_rows(
 ) -> tuple[I64, I64, I64, Valued]:
     """(subject, time, flags) of every event before now that puts a subject in a cohort,
     counts as returning or converts, and the conversions with a value; with a pool, the
-    slices of the first and the second read at the same time (see copy_slices)."""
+    slices of the first and the second read at the same time (see row_slices)."""
+    first = await conn.fetchval(
+        "SELECT min(occurred_at) FROM events WHERE tenant_id = $1 AND NOT machine", tenant_id
+    )
+    now_us = _us(now)
+    first_us = now_us if first is None else min(_us(first), now_us)
+    slices = retention_slices(first_us, now_us, query) if pool is not None else [(first_us, now_us)]
+    sqls = [
+        packed_sql(lambda a, b: retention_rows_sql(tenant_id, query, a, b), _KINDS, lo, hi)
+        for lo, hi in slices
+    ]
+    sqls.append(
+        packed_sql(
+            lambda a, b: _valued_sql(tenant_id, a, b, query.conversion_event, query.brand_ids),
+            _VALUED_KINDS,
+            first_us,
+            now_us,
+        )
+    )
     if pool is None:
-        sqls = [retention_sql(tenant_id, now, query)[0]]
+        parts = [await fetch_packed(conn, sql) for sql in sqls]
     else:
-        sqls = [
-            retention_sql(
-                tenant_id, now, query, None if lo is None else to_datetime(lo), to_datetime(hi)
-            )[0]
-            for lo, hi in retention_slices(_us(now), query)
-        ]
-    sqls.append(_valued_sql(tenant_id, now, query.conversion_event, query.brand_ids))
-    if pool is None:
-        streams = [await copy_binary(conn, sql) for sql in sqls]
-    else:
-        streams = await copy_slices(pool, conn, sqls, setup=COVERING_INDEX)
-    packed, time = parse_fixed(streams[:-1], [">i8", ">i8"])
+        parts = await fetch_slices(pool, conn, sqls, setup=COVERING_INDEX)
+    packed, time = parse_packed([v for part in parts[:-1] for v in part], _KINDS)
     masks = retention_masks(query)
     flags = packed & _LOW32
     if masks is not None:  # event types
         flags = np.where(flags < len(masks), masks[np.minimum(flags, len(masks) - 1)], 0)
-    return packed >> 32, time + PG_EPOCH_US, flags, _valued(streams[-1])
+    return packed >> 32, time + PG_EPOCH_US, flags, _valued(parts[-1])
+
+
+_KINDS = ["int8", "timestamptz"]
+_VALUED_KINDS = ["int4", "timestamptz", "int8", "int4", "int4"]
 
 
 def _us(value: datetime) -> int:
@@ -274,11 +297,11 @@ _PACKED_CURRENCY = (
 
 
 def _valued_sql(
-    tenant_id: str, now: datetime, conversion: Selector | None, brands: Sequence[str]
+    tenant_id: str, lo: str, hi: str, conversion: Selector | None, brands: Sequence[str]
 ) -> str:
     """Conversions with a value: subject, time, units, nanos and currency."""
     p = Literals()
-    where = _base(p, tenant_id, None, now, brands)
+    where = _base(p, tenant_id, lo, hi, brands)
     where.append(selector_sql(conversion, p) if conversion else f"event_type IN {CONVERSION_TYPES}")
     where.append("value_units IS NOT NULL")
     return (
@@ -287,10 +310,8 @@ def _valued_sql(
     )
 
 
-def _valued(stream: bytes) -> Valued:
-    subject, time, units, nanos, packed_currency = parse_fixed(
-        [stream], [">i4", ">i8", ">i8", ">i4", ">i4"]
-    )
+def _valued(values: list[bytes]) -> Valued:
+    subject, time, units, nanos, packed_currency = parse_packed(values, _VALUED_KINDS)
     keep = packed_currency != 0
     packed, currency = np.unique(packed_currency[keep], return_inverse=True)
     names = tuple(bytes([c >> 16, (c >> 8) & 255, c & 255]).decode() for c in packed.tolist())
