@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadflow_reporting.domain.ordering import group_order, lex_order, stable_order
+from leadflow_reporting.domain.ordering import group_order, lex_order, sorted_order, stable_order
 
 narrow = st.integers(-50, 50)
 wide = st.integers(-(2**62), 2**62)
@@ -18,6 +18,13 @@ keys = st.lists(st.one_of(narrow, wide), max_size=200).map(lambda v: np.asarray(
 @given(keys)
 def test_stable_order_is_stable_argsort(key: np.ndarray) -> None:
     assert stable_order(key).tolist() == np.argsort(key, kind="stable").tolist()
+
+
+@given(keys)
+def test_sorted_order_gives_the_sorted_keys_with_the_order(key: np.ndarray) -> None:
+    order, ordered = sorted_order(key)
+    assert order.tolist() == np.argsort(key, kind="stable").tolist()
+    assert ordered.tolist() == np.sort(key).tolist()
 
 
 @given(st.lists(st.tuples(narrow, st.one_of(narrow, wide)), max_size=200))

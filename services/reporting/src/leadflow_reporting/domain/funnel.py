@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from leadflow_reporting.domain.ordering import lex_order, stable_order
+from leadflow_reporting.domain.ordering import lex_order, sorted_order
 
 EXCLUSION_BIT = 16
 MAX_STEPS = 10
@@ -107,11 +107,15 @@ def _empty(steps: int, excluded: int = 0) -> Entries:
 class _Keyed:
     """Rows keyed by (subject, time) as one integer: `key` orders them (equal keys: the same
     subject at the same time) and `key + 1` is the smallest key strictly later in time for
-    the subject (or a later subject's, told apart by the subject)."""
+    the subject (or a later subject's, told apart by the subject). The key is
+    (subject - s0) * span + (time - t0) when that fits (span > 0), else made of ranks."""
 
     key: I64
     subject: I64
     time: I64
+    s0: int = 0
+    t0: int = 0
+    span: int = 0
 
 
 def _keyed(rows: Rows) -> _Keyed:
@@ -119,7 +123,7 @@ def _keyed(rows: Rows) -> _Keyed:
     s0, t0 = int(subject.min()), int(time.min())
     subjects, span = int(subject.max()) - s0 + 1, int(time.max()) - t0 + 1
     if subjects * span < 2**62:
-        return _Keyed((subject - s0) * span + (time - t0), subject, time)
+        return _Keyed((subject - s0) * span + (time - t0), subject, time, s0, t0, span)
     # Too wide to pack: ranks of subjects and times keep the order and the ties.
     _, subject_rank = np.unique(subject, return_inverse=True)
     times, time_rank = np.unique(time, return_inverse=True)
@@ -143,10 +147,14 @@ def _events(k: _Keyed, rows: I64) -> _Events:
     subject, time = k.subject[rows], k.time[rows]
     if len(rows) < 2 or bool((time[1:] >= time[:-1]).all()):
         # In time order already (one event type read from its index): by subject only.
-        ordered = rows[stable_order(subject)]
+        order, subject = sorted_order(subject)
+        time = time[order]
     else:
-        ordered = rows[lex_order(subject, time)]
-    return _Events(ordered, k.key[ordered], k.subject[ordered], k.time[ordered])
+        order = lex_order(subject, time)
+        subject, time = subject[order], time[order]
+    ordered = rows[order]
+    key = (subject - k.s0) * k.span + (time - k.t0) if k.span else k.key[ordered]
+    return _Events(ordered, key, subject, time)
 
 
 def _next(events: _Events, key: I64, subject: I64, *, strictly: bool) -> tuple[I64, Bools]:

@@ -21,18 +21,25 @@ def _index_bits(n: int) -> int:
 
 def stable_order(key: I64) -> I64:
     """The indices that sort `key`, equal keys in input order (np.argsort, stable)."""
+    return sorted_order(key)[0]
+
+
+def sorted_order(key: I64) -> tuple[I64, I64]:
+    """(stable_order(key), key in that order): the sorted keys come with the order."""
     n = len(key)
     if n < 2:
-        return np.arange(n, dtype=np.int64)
+        return np.arange(n, dtype=np.int64), key.copy()
     lo = int(key.min())
     bits = _index_bits(n)
     if (int(key.max()) - lo).bit_length() + bits > 63:
-        return np.argsort(key, kind="stable").astype(np.int64)
+        order = np.argsort(key, kind="stable").astype(np.int64)
+        return order, key[order]
     packed = (key - lo) << bits
     packed |= np.arange(n, dtype=np.int64)
     packed.sort()
+    ordered = (packed >> bits) + lo
     packed &= (1 << bits) - 1
-    return packed
+    return packed, ordered
 
 
 def lex_order(primary: I64, secondary: I64) -> I64:
