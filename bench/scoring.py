@@ -217,7 +217,7 @@ async def throughput(stack: Stack, pool: asyncpg.Pool) -> tuple[float, float]:
     # The latency run measures a steady state: scoring's relay publishes the throughput
     # run's ~2.4 outbox rows per event after they are applied, in id order, so a score of
     # the latency run would otherwise queue behind hundreds of thousands of them.
-    while await pool.fetchval("SELECT count(*) FROM scoring.outbox WHERE published_at IS NULL"):
+    while await pool.fetchval("SELECT count(*) FROM scoring.outbox WHERE published_at IS NULL"):  # noqa: ASYNC110 - polls the database
         await asyncio.sleep(0.5)
     drained = time.monotonic() - started
     print(
