@@ -39,7 +39,8 @@ def ticked(cell: str) -> list[str]:
 def test_catalogue_lists_exactly_the_subjects_the_protos_declare():
     rows = table_rows(section(EVENTS.read_text(), "Subjects"))
     subjects = [ticked(r[0])[0] for r in rows]
-    declared = all_subjects()
+    # The contracts' subjects (tests register the probe's own beside them).
+    declared = {s: m for s, m in all_subjects().items() if m.__module__.startswith("leadflow.")}
     assert sorted(subjects) == sorted(declared)
     assert len(subjects) == len(set(subjects))
     for subject, payload, producer, _ in rows:
