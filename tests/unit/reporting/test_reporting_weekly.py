@@ -4,10 +4,11 @@ formats, and the recommended-action rules over a summary."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
+
+from weekly_support import Figures, RaisedAlert
 
 from leadflow_reporting.domain import kpis, weekly
 from leadflow_reporting.domain.insights import Finding, Kind
@@ -18,31 +19,6 @@ HOUR_US = 3_600_000_000
 
 def us(t: datetime) -> int:
     return int(t.timestamp()) * 1_000_000 + t.microsecond
-
-
-@dataclass
-class Figures:
-    brand_id: str
-    new_leads: int = 0
-    total_leads: int = 0
-    active: int = 0
-    conversions: int = 0
-    converting: int = 0
-    revenue: dict[str, Decimal] = field(default_factory=dict)
-    routed_in: int = 0
-    sla_breaches: int = 0
-    hot_leads: int = 0
-
-    @property
-    def conversion_rate(self) -> float:
-        return self.converting / self.active if self.active else 0.0
-
-
-@dataclass
-class RaisedAlert:
-    kpi: int
-    brand_id: str
-    message: str
 
 
 GAP = Finding(

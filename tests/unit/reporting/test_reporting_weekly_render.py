@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from html.parser import HTMLParser
 
 import pytest
+from weekly_support import Figures, RaisedAlert
 
 from leadflow_reporting.domain import charts, kpis, weekly
 from leadflow_reporting.domain.insights import Finding, Kind
@@ -20,24 +21,6 @@ from leadflow_reporting.domain.quality import LeadScoreRow, quality
 from leadflow_reporting.domain.weekly_render import html, text
 
 HOSTILE = '<script>alert("x")</script>'
-
-
-@dataclass
-class Figures:
-    brand_id: str
-    new_leads: int = 0
-    total_leads: int = 0
-    active: int = 0
-    conversions: int = 0
-    converting: int = 0
-    revenue: dict[str, Decimal] = field(default_factory=dict)
-    routed_in: int = 0
-    sla_breaches: int = 0
-    hot_leads: int = 0
-
-    @property
-    def conversion_rate(self) -> float:
-        return self.converting / self.active if self.active else 0.0
 
 
 @dataclass
@@ -51,13 +34,6 @@ class Model:
     model: int
     rows: list[Row]
     total: float
-
-
-@dataclass
-class RaisedAlert:
-    kpi: int
-    brand_id: str
-    message: str
 
 
 class Elements(HTMLParser):
