@@ -41,6 +41,7 @@ from leadflow_platform.settings import Settings
 from leadflow_platform.tenancy.keys import Principal
 from leadflow_platform.tenancy.store import SCHEMA as TENANCY_SCHEMA
 from leadflow_platform.tenancy.store import KeyStore, TenantDirectory
+from leadflow_platform.tls import server_tls
 
 log = get_logger(__name__)
 
@@ -198,6 +199,7 @@ class Runtime:
                 is_ready=lambda: self._ready,
                 max_message_bytes=self.settings.max_message_bytes,
                 reuse_port=self.settings.workers > 1,
+                tls=server_tls(self.settings),
             )
             for register, servicer, name in self._servicers:
                 self._server.add_servicer(register, servicer, name)

@@ -249,6 +249,45 @@ SETTINGS: dict[str, Setting] = {
         _positive_float,
         "How often consumer lag, outbox backlog and dead letters are read for the metrics.",
     ),
+    "tls_cert_file": Setting(
+        "LEADFLOW_TLS_CERT_FILE",
+        "",
+        _text,
+        "PEM certificate chain a service serves TLS with (with LEADFLOW_TLS_KEY_FILE). Unset:"
+        " plaintext.",
+    ),
+    "tls_key_file": Setting(
+        "LEADFLOW_TLS_KEY_FILE", "", _text, "PEM private key of LEADFLOW_TLS_CERT_FILE."
+    ),
+    "tls_client_ca_file": Setting(
+        "LEADFLOW_TLS_CLIENT_CA_FILE",
+        "",
+        _text,
+        "Mutual TLS: clients must present a certificate signed by a CA in this PEM file.",
+    ),
+    "tls_ca_file": Setting(
+        "LEADFLOW_TLS_CA_FILE",
+        "",
+        _text,
+        "Client side (leadflow commands, tests, benchmarks): connect over TLS, trusting the CAs"
+        " in this PEM file.",
+    ),
+    "tls_client_cert_file": Setting(
+        "LEADFLOW_TLS_CLIENT_CERT_FILE",
+        "",
+        _text,
+        "Client side: PEM certificate presented to a service that requires mutual TLS.",
+    ),
+    "tls_client_key_file": Setting(
+        "LEADFLOW_TLS_CLIENT_KEY_FILE", "", _text, "PEM private key of the client certificate."
+    ),
+    "tls_server_name": Setting(
+        "LEADFLOW_TLS_SERVER_NAME",
+        "",
+        _text,
+        "Client side: the name a service's certificate is checked against, when not the"
+        " host connected to.",
+    ),
 }
 
 
@@ -282,12 +321,20 @@ class Settings:
     metrics: bool
     metrics_port: int | None
     metrics_sample_seconds: float
+    tls_cert_file: str
+    tls_key_file: str
+    tls_client_ca_file: str
+    tls_ca_file: str
+    tls_client_cert_file: str
+    tls_client_key_file: str
+    tls_server_name: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         settings = cls(**read_settings(SETTINGS, environ))
         if settings.db_pool_min_size > settings.db_pool_max_size:
             raise SettingsError("LEADFLOW_DB_POOL_MIN_SIZE exceeds LEADFLOW_DB_POOL_MAX_SIZE")
+        _check_pairs(settings)
         return settings
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -331,6 +378,20 @@ def positive_int(raw: str) -> int:
 
 def positive_float(raw: str) -> float:
     return _positive_float(raw)
+
+
+def _check_pairs(settings: Settings) -> None:
+    """TLS files that only work together are named together."""
+    pairs = [
+        ("tls_cert_file", "tls_key_file"),
+        ("tls_key_file", "tls_cert_file"),
+        ("tls_client_ca_file", "tls_cert_file"),
+        ("tls_client_cert_file", "tls_client_key_file"),
+        ("tls_client_key_file", "tls_client_cert_file"),
+    ]
+    for name, needs in pairs:
+        if getattr(settings, name) and not getattr(settings, needs):
+            raise SettingsError(f"{SETTINGS[name].env} is set but {SETTINGS[needs].env} is not")
 
 
 def _field_for(env: str) -> str:

@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 from leadflow_platform import telemetry
 from leadflow_platform.grpc.interceptors import Authenticate, ServiceInterceptor
 from leadflow_platform.logging import get_logger
+from leadflow_platform.tls import ServerTls
 
 log = get_logger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -30,8 +31,10 @@ class GrpcServer:
         is_ready: Callable[[], bool],
         max_message_bytes: int,
         reuse_port: bool = False,
+        tls: ServerTls | None = None,
     ) -> None:
         self._address = f"{host}:{port}"
+        self._tls = tls
         self.health = health.aio.HealthServicer()
         self._service_names: list[str] = []
         self._server = grpc.aio.server(
@@ -64,11 +67,20 @@ class GrpcServer:
         )
         for name in ["", *self._service_names]:
             await self.health.set(name, NOT_SERVING)
-        self.port = self._server.add_insecure_port(self._address)
+        # With TLS the port speaks nothing else: a plaintext client fails its handshake.
+        if self._tls is None:
+            self.port = self._server.add_insecure_port(self._address)
+        else:
+            self.port = self._server.add_secure_port(self._address, self._tls.credentials())
         if self.port == 0:
             raise OSError(f"could not bind gRPC server to {self._address}")
         await self._server.start()
-        log.info("grpc_listening", address=self._address, port=self.port)
+        log.info(
+            "grpc_listening",
+            address=self._address,
+            port=self.port,
+            tls="off" if self._tls is None else "mutual" if self._tls.client_ca else "server",
+        )
         return self.port
 
     async def set_serving(self) -> None:
