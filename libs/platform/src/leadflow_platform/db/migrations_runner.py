@@ -5,6 +5,8 @@ directory beside the code that owns them. Each is applied once, in its own trans
 `search_path` set to the target schema, and recorded in `<schema>.schema_migrations` with a
 checksum; editing an applied file is refused rather than silently ignored. A session-level
 advisory lock per schema means replicas starting together apply each file exactly once.
+After the files, still under the lock, the schema's tenant tables get row-level security
+(`row_security.apply_row_security`), so a table added by any migration is covered.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from importlib import resources
 import asyncpg
 
 from leadflow_platform.db.pool import quote_identifier
+from leadflow_platform.db.row_security import apply_row_security
 from leadflow_platform.logging import get_logger
 
 log = get_logger(__name__)
@@ -113,6 +116,7 @@ async def migrate(
                 migration=migration.name,
             )
             done.append(migration)
+        await apply_row_security(conn, schema)
         return done
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", key)

@@ -1,4 +1,5 @@
-"""asyncpg pools whose connections see only their service's schema (`search_path`)."""
+"""asyncpg pools whose connections see only their service's schema (`search_path`) and,
+inside a request, only the caller's tenant (row-level security, `db/row_security.py`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 
 import asyncpg
 
+from leadflow_platform.db.row_security import RESET_ROLE_SQL, SWITCH_SQL, acting_tenant
 from leadflow_platform.logging import get_logger
 
 log = get_logger(__name__)
@@ -27,6 +29,20 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(
             type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
         )
+
+
+async def _enter_tenant(conn: asyncpg.pool.PoolConnectionProxy) -> None:
+    """On acquire inside a request: become the tenant role, naming the tenant (one round
+    trip). Outside a request (consumers, relays, jobs) the connection stays the service's."""
+    tenant = acting_tenant()
+    if tenant is not None:
+        await conn.execute(SWITCH_SQL, tenant)
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    # asyncpg's own reset (RESET ALL, which clears `leadflow.tenant`, but not the role)
+    # with RESET ROLE in front: still one round trip on release.
+    await conn.execute(RESET_ROLE_SQL + "\n" + conn.get_reset_query())
 
 
 async def create_pool(
@@ -49,6 +65,8 @@ async def create_pool(
                 min_size=min_size,
                 max_size=max_size,
                 init=_init_connection,
+                setup=_enter_tenant,
+                reset=_reset,
                 server_settings={"search_path": schema, "application_name": application_name},
             )
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:

@@ -6,7 +6,8 @@ In order, for each call to a leadflow service:
    UNAUTHENTICATED when absent, unknown or revoked;
 3. authorization: the key must hold the method's `required_scope` (declared in the proto),
    PERMISSION_DENIED otherwise; a method that declares none is refused to everyone;
-4. context: tenant, key and method bound to the log context and the span;
+4. context: tenant, key and method bound to the log context and the span, and the tenant
+   made the one whose rows the handler's database connections see (row-level security);
 5. errors: `ServiceError`s become their status code with google.rpc details; anything else
    is logged and answered INTERNAL without leaking its text.
 Health and reflection pass straight through: probes and grpcurl need no key.
@@ -33,6 +34,7 @@ from opentelemetry import trace
 
 from leadflow.common.v1 import options_pb2
 from leadflow_platform import metrics
+from leadflow_platform.db.row_security import acting_for
 from leadflow_platform.errors import (
     InvalidArgument,
     PermissionDenied,
@@ -231,6 +233,8 @@ class _bound:
             tenant_id=self._principal.tenant_id, key_id=self._principal.key_id, rpc=self._method
         )
         self._logs.__enter__()
+        self._rows = acting_for(self._principal.tenant_id)
+        self._rows.__enter__()
         span = trace.get_current_span()
         span.set_attribute("leadflow.tenant_id", self._principal.tenant_id)
         span.set_attribute("leadflow.key_id", self._principal.key_id)
@@ -241,6 +245,7 @@ class _bound:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._rows.__exit__(exc_type, exc, tb)
         self._logs.__exit__(exc_type, exc, tb)
         _principal.reset(self._token)
 
