@@ -10,6 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from leadflow_platform import telemetry
+from leadflow_platform.grpc.decoding import DecodeRequests
 from leadflow_platform.grpc.interceptors import Authenticate, ServiceInterceptor
 from leadflow_platform.logging import get_logger
 from leadflow_platform.tls import ServerTls
@@ -41,6 +42,8 @@ class GrpcServer:
             interceptors=[
                 telemetry.grpc_server_interceptor(),
                 ServiceInterceptor(authenticate=authenticate, is_ready=is_ready),
+                # Innermost: undecodable requests reach the checks above, then are refused.
+                DecodeRequests(),
             ],
             options=[
                 # Larger requests are refused from their length prefix, before being read.
