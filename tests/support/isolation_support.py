@@ -61,6 +61,7 @@ class TenantData:
     names: list[str] = field(default_factory=list)
     conversion_ids: list[str] = field(default_factory=list)
     assignment_ids: list[str] = field(default_factory=list)
+    owner_ids: list[str] = field(default_factory=list)
     enrollment_ids: list[str] = field(default_factory=list)
     job_ids: list[str] = field(default_factory=list)
     alert_ids: list[str] = field(default_factory=list)
@@ -230,6 +231,7 @@ class World:
 
             data.conversion_ids = await ids("conversion_id", "attribution.conversions")
             data.assignment_ids = await ids("assignment_id::text", "routing.assignments")
+            data.owner_ids = await ids("owner_id", "routing.assignments")
             data.enrollment_ids = await ids("enrollment_id::text", "routing.enrollments")
             data.alert_ids = await ids("alert_id::text", "reporting.alerts")
 
