@@ -11,12 +11,17 @@ one table breaks exactly the RPC that reads it).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import asyncpg
 import grpc
 import pytest
 from harness import eventually
+from ingest_support import now, ts
 from isolation_support import TenantData, World, tenant_data, tenant_tables, world
 
+from leadflow.common.v1 import time_range_pb2
+from leadflow.reporting.v1 import reporting_service_pb2 as reporting_pb
 from leadflow.scoring.v1 import scoring_service_pb2 as scoring_pb
 from leadflow_platform.db.row_security import TENANT_ROLE, TENANT_SETTING, acting_for
 
@@ -66,6 +71,7 @@ async def test_tenant_role_sees_and_writes_one_tenant_only(settings, routing_set
 
         await _pool_switches_per_request(w, tables, owner_a)
         await _rpc_runs_as_tenant_role(w, a)
+        await _work_started_by_rpcs_completes(w, a)
 
 
 async def _row_security_is_forced(conn: asyncpg.Connection, tables: list[str]) -> None:
@@ -192,3 +198,26 @@ async def _rpc_runs_as_tenant_role(w: World, a: TenantData) -> None:
         return reply.score.lead_id == a.lead
 
     await eventually(works_again, timeout=30)
+
+
+async def _work_started_by_rpcs_completes(w: World, a: TenantData) -> None:
+    """A rescoring job an RPC queued is run by the worker (the service's role, every
+    tenant) to the end, and a streamed export reads the caller's rows."""
+    md = await w.key(A, "read")
+
+    async def succeeded() -> bool:
+        reply = await w.scoring.GetScoringJob(
+            scoring_pb.GetScoringJobRequest(job_id=a.job_ids[0]), metadata=md
+        )
+        assert reply.job.state != scoring_pb.SCORING_JOB_STATE_FAILED, reply.job.error
+        return reply.job.state == scoring_pb.SCORING_JOB_STATE_SUCCEEDED
+
+    await eventually(succeeded, timeout=60, interval=0.2)
+    window = time_range_pb2.TimeRange(
+        start_time=ts(now() - timedelta(days=1)), end_time=ts(now() + timedelta(hours=1))
+    )
+    request = reporting_pb.ExportRequest(events=reporting_pb.ExportEventsQuery(range=window))
+    replies = [r async for r in w.reporting.Export(request, metadata=md)]
+    assert replies[-1].HasField("finished")
+    text = b"".join(r.chunk for r in replies).decode()
+    assert a.lead in text and "zvb" not in text

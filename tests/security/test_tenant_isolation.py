@@ -380,10 +380,10 @@ async def test_tenant_b_gets_nothing_of_tenant_a(settings, routing_settings) -> 
         after = await w.tenant_rows(A)
         changed = sorted(t for t in before if t not in volatile and before[t] != after[t])
         if changed:
-            failures.append(f"A's rows changed by B's writes in {changed}")
+            failures.append(f"A's rows changed by B's writes in {changed} (moving: {volatile})")
         assert not failures, "\n".join(failures)
-        # Only tables a background job rewrites on its own (delivery retries) may move.
-        assert len(volatile) <= 3, volatile
+        # Only A's webhook deliveries move on their own (nothing listens: retried).
+        assert volatile <= {'"routing"."deliveries"'}, volatile
         # The digests do see a change: the same stage change made with A's own key.
         await _call(w, "scoring/TransitionStage", ROWS["scoring/TransitionStage"].build(a), md_a)
         await w.applied()
